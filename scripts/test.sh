@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Run the whole test suite (creates .venv on first use). Extra arguments go to pytest.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+source "$root/scripts/env.sh"
+cd "$root"
+ruff check src tests benchmarks
+python -m pytest -q "$@"

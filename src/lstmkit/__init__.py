@@ -1,0 +1,26 @@
+"""lstmkit: the glass-box LSTM for PyTorch.
+
+Every gate visible, every variant from the literature as one composable :class:`CellSpec`,
+drop-in compatible with ``torch.nn.LSTM`` and ``torch.nn.LSTMCell``.
+"""
+
+from .functional import CellGates, LayerWeights, lstm_layer, lstm_step
+from .modules import LSTM, LSTMCell, SeedLSTMCell
+from .spec import PRESETS, CellSpec
+from .trace import GateTrace
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "LSTM",
+    "PRESETS",
+    "CellGates",
+    "CellSpec",
+    "GateTrace",
+    "LSTMCell",
+    "LayerWeights",
+    "SeedLSTMCell",
+    "lstm_layer",
+    "lstm_step",
+    "__version__",
+]

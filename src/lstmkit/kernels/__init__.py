@@ -1,0 +1,17 @@
+"""Fast paths with the contract of :mod:`lstmkit.functional`, and the choice between them.
+
+Three kernels:
+
+- ``native``: PyTorch's own fused LSTM (``torch._VF.lstm``; oneDNN on CPU, cuDNN on CUDA) for
+  the default spec when no gates are recorded and no per-step regulariser is on;
+- ``compiled``: lstmkit's C++ kernel for every other spec (when it can be built);
+- ``reference``: the step-by-step loop of :func:`lstmkit.functional.lstm_layer`, the fallback
+  and the oracle the others are tested against.
+
+The environment variable ``LSTMKIT_KERNEL=reference`` (or :func:`use`) forces the reference
+loop everywhere.
+"""
+
+from .dispatch import available, choose, run_layer, use
+
+__all__ = ["available", "choose", "run_layer", "use"]

@@ -1,0 +1,31 @@
+"""PyTorch's fused LSTM (the kernel behind ``torch.nn.LSTM``) for the plain cell."""
+
+from __future__ import annotations
+
+from torch import Tensor, _VF
+
+
+def native_lstm(
+    x: Tensor,
+    hx: tuple[Tensor, Tensor],
+    flat_weights: list[Tensor],
+    *,
+    bias: bool,
+    num_layers: int,
+    dropout: float,
+    training: bool,
+    bidirectional: bool,
+    batch_first: bool = False,
+    batch_sizes: Tensor | None = None,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """All layers and directions in one call.
+
+    ``x`` is (T, B, I) ((B, T, I) with ``batch_first``), or the data of a PackedSequence when ``batch_sizes`` is
+    given; ``hx`` (L*D, B, R) and (L*D, B, H), batch in the order of ``x``; ``flat_weights`` in
+    ``torch.nn.LSTM``'s order. Returns (output, h_n, c_n).
+    """
+    if batch_sizes is None:
+        out, h, c = _VF.lstm(x, hx, flat_weights, bias, num_layers, dropout, training, bidirectional, batch_first)
+    else:
+        out, h, c = _VF.lstm(x, batch_sizes, hx, flat_weights, bias, num_layers, dropout, training, bidirectional)
+    return out, h, c

@@ -1,0 +1,102 @@
+"""Parameter layout shared by :class:`LSTMCell` and :class:`LSTM`.
+
+The names and shapes are ``torch.nn.LSTM``'s (``weight_ih``, ``weight_hh``, ``bias_ih``,
+``bias_hh``, ``weight_hr``), followed by those of the spec's extras (``weight_ch``,
+``weight_gg``, ``ln_*``), so that a default-spec model's ``state_dict`` is torch's.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from ..functional import LayerWeights
+from ..spec import CellSpec
+
+FIELDS = LayerWeights._fields
+"""Parameter base names, in registration order (that of ``torch.nn.LSTM`` first)."""
+
+
+def param_shapes(
+    spec: CellSpec, input_size: int, hidden_size: int, proj_size: int, bias: bool
+) -> dict[str, tuple[int, ...]]:
+    """Base name -> shape of every parameter of one layer-direction, in registration order."""
+    G, H = spec.num_gates, hidden_size
+    R = proj_size if proj_size > 0 else H
+    n = len(spec.sigmoid_gates)
+    shapes: dict[str, tuple[int, ...]] = {"weight_ih": (G * H, input_size), "weight_hh": (G * H, R)}
+    if bias:
+        shapes["bias_ih"] = (G * H,)
+        shapes["bias_hh"] = (G * H,)
+    if proj_size > 0:
+        shapes["weight_hr"] = (proj_size, H)
+    if spec.peephole:
+        shapes["weight_ch"] = (n * H,)
+    if spec.full_gate_recurrence:
+        shapes["weight_gg"] = (n * H, n * H)
+    if spec.layer_norm:
+        shapes["ln_ih_weight"] = (G * H,)
+        shapes["ln_hh_weight"] = (G * H,)
+        shapes["ln_cell_weight"] = (H,)
+        shapes["ln_cell_bias"] = (H,)
+    return shapes
+
+
+def register(
+    module: nn.Module,
+    shapes: dict[str, tuple[int, ...]],
+    suffix: str,
+    factory: dict[str, object],
+) -> None:
+    """Create uninitialised parameters named ``base + suffix`` on ``module``."""
+    for base, shape in shapes.items():
+        module.register_parameter(base + suffix, nn.Parameter(torch.empty(shape, **factory)))  # type: ignore[arg-type]
+
+
+def reset(
+    module: nn.Module, spec: CellSpec, hidden_size: int, suffixes: list[str], forget_bias: float
+) -> None:
+    """``torch.nn.LSTM``'s initialisation: U(-1/sqrt(H), 1/sqrt(H)) for every weight and bias,
+    drawn in registration order (so a default-spec model matches torch's for the same seed);
+    layer-norm gains 1 and shifts 0; ``forget_bias`` then added to the forget rows of ``bias_ih``.
+    """
+    bound = 1.0 / math.sqrt(hidden_size) if hidden_size > 0 else 0.0
+    with torch.no_grad():
+        for name, param in module.named_parameters(recurse=False):
+            if name.startswith("ln_"):
+                param.fill_(0.0 if "bias" in name else 1.0)
+            else:
+                param.uniform_(-bound, bound)
+        if forget_bias and "forget" in spec.gates:
+            row = spec.gates.index("forget") * hidden_size
+            for suffix in suffixes:
+                getattr(module, "bias_ih" + suffix)[row : row + hidden_size] += forget_bias
+
+
+def layer_weights(module: nn.Module, suffix: str) -> LayerWeights:
+    """Gather one layer-direction's parameters (None where the spec has none)."""
+    return LayerWeights(*(getattr(module, name + suffix, None) for name in FIELDS))
+
+
+def direction_suffix(layer: int, direction: int) -> str:
+    """``_l{k}`` or ``_l{k}_reverse``, as in ``torch.nn.LSTM``."""
+    return f"_l{layer}" + ("_reverse" if direction == 1 else "")
+
+
+def drop_recurrent_weight(
+    w: LayerWeights, p: float, training: bool, generator: torch.Generator | None
+) -> LayerWeights:
+    """DropConnect on ``weight_hh`` (Merity et al. 2017): one mask per forward call, kept
+    entries scaled by 1/(1-p); the weights are unchanged in evaluation."""
+    if p == 0.0 or not training:
+        return w
+    keep = bernoulli_mask(tuple(w.weight_hh.shape), 1.0 - p, w.weight_hh, generator)
+    return w._replace(weight_hh=w.weight_hh * keep / (1.0 - p))
+
+
+def bernoulli_mask(shape: tuple[int, ...], p: float, like: Tensor, generator: torch.Generator | None) -> Tensor:
+    """A 0/1 mask of the input's dtype and device, each entry 1 with probability ``p``."""
+    probs = torch.full(shape, p, dtype=like.dtype, device=like.device)
+    return torch.bernoulli(probs, generator=generator)

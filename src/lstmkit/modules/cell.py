@@ -1,0 +1,219 @@
+"""``LSTMCell``: one step, a drop-in for ``torch.nn.LSTMCell`` with every gate visible."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor, _VF, nn
+
+from ..functional import CellGates, lstm_step
+from ..spec import CellSpec, resolve_spec
+from . import base, validate
+
+
+class LSTMCell(nn.Module):
+    r"""One LSTM step, with the parameters and call of ``torch.nn.LSTMCell``.
+
+    .. math::
+        f_t = \sigma(W_f x_t + R_f h_{t-1} + b_f) \quad
+        i_t = \sigma(W_i x_t + R_i h_{t-1} + b_i) \quad
+        g_t = \tanh(W_g x_t + R_g h_{t-1} + b_g)
+
+        c_t = f_t \odot c_{t-1} + i_t \odot g_t \quad
+        o_t = \sigma(W_o x_t + R_o h_{t-1} + b_o) \quad
+        h_t = o_t \odot \tanh(c_t)
+
+    ``spec`` (a :class:`~lstmkit.CellSpec` or preset name) changes these equations; the
+    default is exactly torch's cell.
+
+    Args:
+        input_size: I. hidden_size: H. bias: use ``bias_ih`` and ``bias_hh``.
+        spec: the cell variant. forget_bias: constant added to the forget-gate bias at init
+            (Jozefowicz et al. 2015 recommend 1.0). zoneout: keep probability of the previous
+            cell / hidden value per unit, a float or (z_cell, z_hidden) (Krueger et al. 2016):
+            fresh masks at every call in training, the expectation in evaluation.
+        generator: the ``torch.Generator`` that zoneout masks are drawn from (default: global).
+
+    Parameters: ``weight_ih`` (G*H, I), ``weight_hh`` (G*H, H), ``bias_ih``/``bias_hh`` (G*H,),
+    gate rows in order i, f, g, o, and the spec's extras (see :mod:`lstmkit.modules.base`).
+
+    Shapes: input (B, I) or (I,); ``hx`` = (h, c), each (B, H) or (H,), zeros when omitted.
+    With ``full_gate_recurrence`` ``hx`` may carry a third tensor (B, n*H): the previous step's
+    i, f, o (:meth:`gates` returns them). Returns (h_1, c_1).
+
+    Example::
+
+        >>> cell = LSTMCell(10, 20)
+        >>> x, h, c = torch.randn(3, 10), torch.zeros(3, 20), torch.zeros(3, 20)
+        >>> h, c = cell(x, (h, c))
+        >>> g = cell.gates(x, (h, c)); g.forget.shape
+        torch.Size([3, 20])
+    """
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        bias: bool = True,
+        *,
+        spec: CellSpec | str | None = None,
+        forget_bias: float = 0.0,
+        zoneout: float | tuple[float, float] = 0.0,
+        generator: torch.Generator | None = None,
+        device: Any = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__()
+        self.input_size = validate.positive_int("input_size", input_size)
+        self.hidden_size = validate.positive_int("hidden_size", hidden_size)
+        if not isinstance(bias, bool):
+            raise TypeError(f"bias must be a bool; got {type(bias).__name__}")
+        self.bias = bias
+        self.spec = resolve_spec(spec)
+        if forget_bias and not bias:
+            raise ValueError(f"forget_bias={forget_bias} needs bias=True")
+        self.forget_bias = float(forget_bias)
+        self.zoneout = validate.zoneout_pair(zoneout)
+        self.generator = generator
+        validate.is_float_dtype(dtype)
+        shapes = base.param_shapes(self.spec, input_size, hidden_size, 0, bias)
+        base.register(self, shapes, "", {"device": device, "dtype": dtype})
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """torch's initialisation (see :func:`lstmkit.modules.base.reset`)."""
+        base.reset(self, self.spec, self.hidden_size, [""], self.forget_bias)
+
+    def extra_repr(self) -> str:
+        s = f"{self.input_size}, {self.hidden_size}"
+        if not self.bias:
+            s += ", bias=False"
+        if not self.spec.is_plain:
+            s += f", spec={self.spec}"
+        return s
+
+    # ---------------------------------------------------------------- boundary
+    def _prepare(self, input: Tensor, hx: Any) -> tuple[Tensor, Tensor, Tensor, Tensor | None, bool]:
+        x = validate.floating_tensor("input", input)
+        if x.dim() not in (1, 2):
+            raise ValueError(
+                f"LSTMCell input must be (B, {self.input_size}) or ({self.input_size},); "
+                f"got a {x.dim()}-D tensor of shape {tuple(x.shape)}"
+            )
+        if x.shape[-1] != self.input_size:
+            raise ValueError(
+                f"LSTMCell input must have {self.input_size} features (last dim); "
+                f"got shape {tuple(x.shape)}"
+            )
+        validate.matches_parameters("input", x, self.weight_ih)
+        batched = x.dim() == 2
+        if not batched:
+            x = x.unsqueeze(0)
+        B, H = x.shape[0], self.hidden_size
+        prev_gates = None
+        if hx is None:
+            h = x.new_zeros(B, H)
+            c = x.new_zeros(B, H)
+        else:
+            if self.spec.full_gate_recurrence and isinstance(hx, (tuple, list)) and len(hx) == 3:
+                prev_gates = validate.floating_tensor("hx[2] (previous gates)", hx[2])
+                hx = hx[:2]
+            h, c = validate.state_pair(hx, "LSTMCell")
+            want = (B, H) if batched else (H,)
+            note = "batch of the input, hidden_size" if batched else "unbatched input"
+            validate.expect_shape("h_0", h, want, note)
+            validate.expect_shape("c_0", c, want, note)
+            validate.matches_parameters("h_0", h, self.weight_ih)
+            validate.matches_parameters("c_0", c, self.weight_ih)
+            if not batched:
+                h, c = h.unsqueeze(0), c.unsqueeze(0)
+            if prev_gates is not None:
+                n = len(self.spec.sigmoid_gates) * H
+                validate.expect_shape("hx[2] (previous gates)", prev_gates, (B, n) if batched else (n,))
+                if not batched:
+                    prev_gates = prev_gates.unsqueeze(0)
+        return x, h, c, prev_gates, batched
+
+    def _step(self, x: Tensor, h: Tensor, c: Tensor, prev_gates: Tensor | None) -> CellGates:
+        w = base.layer_weights(self, "")
+        step = lstm_step(nn.functional.linear(x, w.weight_ih), h, c, w, self.spec, prev_gates)
+        zc, zh = self.zoneout
+        if zc or zh:
+            new_c = _zone(zc, c, step.cell, self.training, self.generator)
+            new_h = _zone(zh, h, step.hidden, self.training, self.generator)
+            step = step._replace(cell=new_c, hidden=new_h)
+        return step
+
+    # ---------------------------------------------------------------- calls
+    def forward(self, input: Tensor, hx: Any = None) -> tuple[Tensor, Tensor]:
+        """One step: returns (h_1, c_1), shaped like ``hx``."""
+        x, h, c, prev_gates, batched = self._prepare(input, hx)
+        if self.spec.is_plain and self.zoneout == (0.0, 0.0):
+            b_ih = self.bias_ih if self.bias else None
+            b_hh = self.bias_hh if self.bias else None
+            h1, c1 = _VF.lstm_cell(x, (h, c), self.weight_ih, self.weight_hh, b_ih, b_hh)
+        else:
+            step = self._step(x, h, c, prev_gates)
+            h1, c1 = step.hidden, step.cell
+        if not batched:
+            h1, c1 = h1.squeeze(0), c1.squeeze(0)
+        return h1, c1
+
+    def gates(self, input: Tensor, hx: Any = None) -> CellGates:
+        """One step, returning every gate and the new states as a :class:`CellGates`
+        (``input``, ``forget``, ``candidate``, ``output``, ``cell``, ``hidden``); a gate the spec
+        removes is None."""
+        x, h, c, prev_gates, batched = self._prepare(input, hx)
+        step = self._step(x, h, c, prev_gates)
+        if not batched:
+            step = CellGates(*(None if v is None else v.squeeze(0) for v in step))
+        return step
+
+    # ---------------------------------------------------------------- conversions
+    @classmethod
+    def from_torch(cls, module: nn.LSTMCell) -> LSTMCell:
+        """A cell with the weights of a ``torch.nn.LSTMCell`` (same dtype and device)."""
+        if not isinstance(module, nn.LSTMCell):
+            raise TypeError(f"from_torch expects a torch.nn.LSTMCell; got {type(module).__name__}")
+        p = module.weight_ih
+        cell = cls(module.input_size, module.hidden_size, module.bias, device=p.device, dtype=p.dtype)
+        cell.load_state_dict(module.state_dict())
+        return cell
+
+    def to_torch(self) -> nn.LSTMCell:
+        """The same cell as a ``torch.nn.LSTMCell`` (default spec only)."""
+        if not self.spec.is_plain:
+            raise ValueError(f"only the default spec converts to torch.nn.LSTMCell; this cell has {self.spec}")
+        p = self.weight_ih
+        out = nn.LSTMCell(self.input_size, self.hidden_size, self.bias, device=p.device, dtype=p.dtype)
+        out.load_state_dict(self.state_dict())
+        return out
+
+    @classmethod
+    def from_seed(cls, module: nn.Module) -> LSTMCell:
+        """The cell computing the same function as a founding-document cell (four
+        ``nn.Linear(I + H, H)`` named ``forget_gate``, ``input_gate``, ``cell_candidate``,
+        ``output_gate`` applied to ``cat((x, h_prev), 1)``)."""
+        from .seed import seed_to_state_dict
+
+        state, input_size, hidden_size = seed_to_state_dict(module)
+        p = state["weight_ih"]
+        cell = cls(input_size, hidden_size, device=p.device, dtype=p.dtype)
+        cell.load_state_dict(state)
+        return cell
+
+    def to_seed(self) -> nn.Module:
+        """This cell as a founding-document cell (:class:`lstmkit.modules.seed.SeedLSTMCell`)."""
+        from .seed import SeedLSTMCell
+
+        if not self.spec.is_plain:
+            raise ValueError(f"only the default spec converts to the four-Linear cell; this cell has {self.spec}")
+        return SeedLSTMCell.from_state_dict(self.state_dict(), self.input_size, self.hidden_size)
+
+
+def _zone(z: float, prev: Tensor, new: Tensor, training: bool, generator: torch.Generator | None) -> Tensor:
+    if z == 0.0:
+        return new
+    keep: Tensor | float = base.bernoulli_mask(tuple(new.shape), z, new, generator) if training else z
+    return keep * prev + (1.0 - keep) * new

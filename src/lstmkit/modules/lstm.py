@@ -1,0 +1,325 @@
+"""``LSTM``: a multi-layer, bidirectional, variable-length LSTM, drop-in for ``torch.nn.LSTM``."""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
+
+from .. import kernels
+from ..functional import LayerResult
+from ..kernels.native import native_lstm
+from ..spec import CellSpec, resolve_spec
+from ..trace.record import GateTrace, assemble_trace
+from . import base, validate
+
+LSTMState = tuple[Tensor, Tensor]
+
+
+class LSTM(nn.Module):
+    r"""A stack of LSTM layers with the arguments, returns and ``state_dict`` of ``torch.nn.LSTM``.
+
+    Each layer k and direction runs, for t = 1..T (reverse: T..1),
+
+    .. math::
+        f_t = \sigma(W_f x_t + R_f h_{t-1} + b_f) \quad
+        i_t = \sigma(W_i x_t + R_i h_{t-1} + b_i) \quad
+        g_t = \tanh(W_g x_t + R_g h_{t-1} + b_g)
+
+        c_t = f_t \odot c_{t-1} + i_t \odot g_t \quad
+        o_t = \sigma(W_o x_t + R_o h_{t-1} + b_o) \quad
+        h_t = o_t \odot \tanh(c_t)\ (\text{then } h_t = W_{hr} h_t \text{ if proj\_size} > 0)
+
+    and feeds its h_t (both directions concatenated) to layer k + 1, through dropout in training.
+    ``spec`` changes the cell (:class:`~lstmkit.CellSpec`); the default is torch's cell and runs
+    on torch's fused kernel.
+
+    Args (as ``torch.nn.LSTM``): input_size I, hidden_size H, num_layers L, bias, batch_first,
+        dropout (between layers), bidirectional (D = 2), proj_size P (0: none).
+    Keyword-only:
+        spec: a :class:`CellSpec` or a preset name ("peephole", "cifg", "layernorm", ...).
+        forget_bias: constant added to the forget-gate bias at init (Jozefowicz et al. 2015).
+        recurrent_dropout: variational dropout on h_{t-1}: one mask per sequence and
+            layer-direction, the same at every step, training only (Gal & Ghahramani 2016).
+        zoneout: float or (z_cell, z_hidden): each unit keeps its previous value with that
+            probability, fresh masks per step in training, the expectation in evaluation
+            (Krueger et al. 2016).
+        weight_drop: DropConnect on ``weight_hh``, one mask per forward call, training only
+            (Merity et al. 2017).
+        generator: ``torch.Generator`` for the masks of these regularisers (default: global).
+
+    Shapes: input (T, B, I), (B, T, I) with batch_first, (T, I) unbatched, or a PackedSequence;
+    hx = (h_0 (L*D, B, R), c_0 (L*D, B, H)) with R = P or H, zeros when omitted.
+    Returns output (T, B, D*R) (or packed) and (h_n, c_n) shaped like hx; with
+    ``return_gates=True`` also a :class:`~lstmkit.trace.GateTrace`.
+
+    Example::
+
+        >>> lstm = LSTM(10, 20, num_layers=2, batch_first=True)
+        >>> out, (h, c) = lstm(torch.randn(4, 7, 10))
+        >>> out.shape, h.shape
+        (torch.Size([4, 7, 20]), torch.Size([2, 4, 20]))
+        >>> out, (h, c), gates = lstm(torch.randn(4, 7, 10), return_gates=True)
+        >>> gates.get("forget", layer=0).shape
+        torch.Size([4, 7, 20])
+    """
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        bias: bool = True,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        proj_size: int = 0,
+        *,
+        spec: CellSpec | str | None = None,
+        forget_bias: float = 0.0,
+        recurrent_dropout: float = 0.0,
+        zoneout: float | tuple[float, float] = 0.0,
+        weight_drop: float = 0.0,
+        generator: torch.Generator | None = None,
+        device: Any = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__()
+        self.input_size = validate.positive_int("input_size", input_size)
+        self.hidden_size = validate.positive_int("hidden_size", hidden_size)
+        self.num_layers = validate.positive_int("num_layers", num_layers)
+        for name, flag in (("bias", bias), ("batch_first", batch_first), ("bidirectional", bidirectional)):
+            if not isinstance(flag, bool):
+                raise TypeError(f"{name} must be a bool; got {type(flag).__name__} {flag!r}")
+        self.bias, self.batch_first, self.bidirectional = bias, batch_first, bidirectional
+        self.dropout = validate.probability("dropout", dropout)
+        if self.dropout > 0 and num_layers == 1:
+            warnings.warn(
+                f"dropout={dropout} acts between layers, so it has no effect with num_layers=1",
+                stacklevel=2,
+            )
+        if isinstance(proj_size, bool) or not isinstance(proj_size, int):
+            raise TypeError(f"proj_size must be an int; got {type(proj_size).__name__} {proj_size!r}")
+        if proj_size < 0 or proj_size >= hidden_size:
+            raise ValueError(f"proj_size must be 0 or in [1, hidden_size={hidden_size}); got {proj_size}")
+        self.proj_size = proj_size
+        self.spec = resolve_spec(spec)
+        if forget_bias and not bias:
+            raise ValueError(f"forget_bias={forget_bias} needs bias=True")
+        self.forget_bias = float(forget_bias)
+        self.recurrent_dropout = validate.probability("recurrent_dropout", recurrent_dropout, closed=False)
+        self.zoneout = validate.zoneout_pair(zoneout)
+        self.weight_drop = validate.probability("weight_drop", weight_drop, closed=False)
+        self.generator = generator
+        validate.is_float_dtype(dtype)
+
+        D = 2 if bidirectional else 1
+        self._suffixes = [base.direction_suffix(k, d) for k in range(num_layers) for d in range(D)]
+        factory = {"device": device, "dtype": dtype}
+        for k in range(num_layers):
+            layer_input = input_size if k == 0 else D * self.state_size
+            shapes = base.param_shapes(self.spec, layer_input, hidden_size, proj_size, bias)
+            for d in range(D):
+                base.register(self, shapes, base.direction_suffix(k, d), factory)
+        self.reset_parameters()
+
+    # ---------------------------------------------------------------- layout
+    @property
+    def num_directions(self) -> int:
+        return 2 if self.bidirectional else 1
+
+    @property
+    def state_size(self) -> int:
+        """R, the size of h: proj_size if projecting, else hidden_size."""
+        return self.proj_size if self.proj_size > 0 else self.hidden_size
+
+    def reset_parameters(self) -> None:
+        """torch's initialisation (see :func:`lstmkit.modules.base.reset`)."""
+        base.reset(self, self.spec, self.hidden_size, self._suffixes, self.forget_bias)
+
+    def extra_repr(self) -> str:
+        s = f"{self.input_size}, {self.hidden_size}"
+        defaults = {"num_layers": 1, "bias": True, "batch_first": False, "dropout": 0.0,
+                    "bidirectional": False, "proj_size": 0, "forget_bias": 0.0,
+                    "recurrent_dropout": 0.0, "zoneout": (0.0, 0.0), "weight_drop": 0.0}
+        for name, default in defaults.items():
+            if getattr(self, name) != default:
+                s += f", {name}={getattr(self, name)}"
+        if not self.spec.is_plain:
+            s += f", spec={self.spec}"
+        return s
+
+    def _flat_weights(self) -> list[Tensor]:
+        """Weights in ``torch.nn.LSTM``'s flat order, DropConnect applied in training."""
+        flat = []
+        for suffix in self._suffixes:
+            w = base.drop_recurrent_weight(base.layer_weights(self, suffix), self.weight_drop, self.training, self.generator)
+            flat.extend(t for t in (w.weight_ih, w.weight_hh, w.bias_ih, w.bias_hh, w.weight_hr) if t is not None)
+        return flat
+
+    # ---------------------------------------------------------------- boundary
+    def _check_input(self, input: Any) -> tuple[Tensor, bool]:
+        if isinstance(input, PackedSequence):
+            data = validate.floating_tensor("PackedSequence data", input.data)
+            if data.dim() != 2 or data.shape[1] != self.input_size:
+                raise ValueError(
+                    f"PackedSequence data must be (N, {self.input_size}); got {tuple(data.shape)}"
+                )
+            validate.matches_parameters("input", data, self.weight_ih_l0)
+            return data, True
+        x = validate.floating_tensor("input", input)
+        layout = "(B, T, I)" if self.batch_first else "(T, B, I)"
+        if x.dim() not in (2, 3) or x.shape[-1] != self.input_size:
+            raise ValueError(
+                f"LSTM input must be {layout.replace('I', str(self.input_size))} or "
+                f"(T, {self.input_size}) unbatched; got shape {tuple(x.shape)}"
+            )
+        validate.matches_parameters("input", x, self.weight_ih_l0)
+        return x, x.dim() == 3
+
+    def _check_state(self, hx: Any, batch: int, batched: bool, like: Tensor) -> LSTMState:
+        LD, R, H = self.num_layers * self.num_directions, self.state_size, self.hidden_size
+        if hx is None:
+            return like.new_zeros(LD, batch, R), like.new_zeros(LD, batch, H)
+        h, c = validate.state_pair(hx, "LSTM")
+        for name, t, size in (("h_0", h, R), ("c_0", c, H)):
+            want = (LD, batch, size) if batched else (LD, size)
+            note = "num_layers * num_directions, batch, " + ("proj_size" if name == "h_0" and self.proj_size else "hidden_size")
+            validate.expect_shape(name, t, want, note if batched else "unbatched input: " + note.replace("batch, ", ""))
+            validate.matches_parameters(name, t, self.weight_ih_l0)
+        if not batched:
+            h, c = h.unsqueeze(1), c.unsqueeze(1)
+        return h, c
+
+    # ---------------------------------------------------------------- forward
+    def forward(self, input: Any, hx: Any = None, return_gates: bool = False) -> Any:
+        """Run the stack; see the class docstring for shapes. Returns ``(output, (h_n, c_n))``,
+        plus a :class:`GateTrace` when ``return_gates`` is True."""
+        x, batched = self._check_input(input)
+        packed = isinstance(input, PackedSequence)
+        sorted_idx = input.sorted_indices if packed else None
+        unsorted_idx = input.unsorted_indices if packed else None
+        if packed:
+            batch = int(input.batch_sizes[0])
+        elif batched:
+            batch = x.shape[0] if self.batch_first else x.shape[1]
+        else:
+            batch = 1
+        h0, c0 = self._check_state(hx, batch, batched, x)
+        if sorted_idx is not None:
+            h0, c0 = h0.index_select(1, sorted_idx), c0.index_select(1, sorted_idx)
+
+        # zoneout acts at every step in evaluation too (as its expectation)
+        per_step = (self.training and self.recurrent_dropout > 0) or self.zoneout != (0.0, 0.0)
+        kernel = kernels.choose(self.spec, record=return_gates, per_step_regularised=per_step)
+        trace = None
+        if kernel == "native":
+            data = x if (batched or packed) else x.unsqueeze(1 if not self.batch_first else 0)
+            out, h_n, c_n = native_lstm(
+                data, (h0, c0), self._flat_weights(), bias=self.bias, num_layers=self.num_layers,
+                dropout=self.dropout, training=self.training, bidirectional=self.bidirectional,
+                batch_first=self.batch_first and not packed,
+                batch_sizes=input.batch_sizes if packed else None,
+            )
+            if not (batched or packed):
+                out = out.squeeze(0 if self.batch_first else 1)
+        else:
+            if packed:
+                seq, lengths = pad_packed_sequence(PackedSequence(x, input.batch_sizes))  # (T, B, I), sorted order
+            else:
+                seq = x if batched else x.unsqueeze(1)
+                seq = seq.transpose(0, 1) if (self.batch_first and batched) else seq
+                lengths = None
+            out, h_n, c_n, records = self._explicit(kernel, seq, h0, c0, lengths, return_gates)
+            if records is not None:
+                trace = assemble_trace(
+                    records, self.spec, lengths=lengths, batch_first=self.batch_first,
+                    unbatched=not batched, unsorted_indices=unsorted_idx,
+                )
+            if packed:
+                out = pack_padded_sequence(out, lengths, enforce_sorted=True).data
+            elif not batched:
+                out = out.squeeze(1)
+            elif self.batch_first:
+                out = out.transpose(0, 1)
+
+        if packed:
+            output: Any = PackedSequence(out, input.batch_sizes, sorted_idx, unsorted_idx)
+            h_n, c_n = h_n.index_select(1, unsorted_idx), c_n.index_select(1, unsorted_idx)
+        else:
+            output = out
+            if not batched:
+                h_n, c_n = h_n.squeeze(1), c_n.squeeze(1)
+        if return_gates:
+            return output, (h_n, c_n), trace
+        return output, (h_n, c_n)
+
+    def _explicit(
+        self, kernel: str, seq: Tensor, h0: Tensor, c0: Tensor, lengths: Tensor | None, record: bool
+    ) -> tuple[Tensor, Tensor, Tensor, list[list[dict[str, Tensor]]] | None]:
+        """Layer by layer on a step kernel; ``seq`` (T, B, I) time-major, batch as h0's."""
+        T, B = seq.shape[0], seq.shape[1]
+        zc, zh = self.zoneout
+        h_n, c_n, records = [], [], []
+        layer_input = seq
+        for k in range(self.num_layers):
+            outs, layer_records = [], []
+            for d in range(self.num_directions):
+                idx = k * self.num_directions + d
+                w = base.drop_recurrent_weight(
+                    base.layer_weights(self, base.direction_suffix(k, d)), self.weight_drop, self.training, self.generator
+                )
+                options: dict[str, Any] = {"lengths": lengths, "reverse": d == 1, "record": record}
+                if self.training and self.recurrent_dropout > 0:
+                    keep = 1.0 - self.recurrent_dropout
+                    options["recurrent_mask"] = base.bernoulli_mask((B, self.state_size), keep, seq, self.generator) / keep
+                if zc:
+                    options["zoneout_cell"] = (
+                        base.bernoulli_mask((T, B, self.hidden_size), zc, seq, self.generator) if self.training else zc
+                    )
+                if zh:
+                    options["zoneout_hidden"] = (
+                        base.bernoulli_mask((T, B, self.state_size), zh, seq, self.generator) if self.training else zh
+                    )
+                res: LayerResult = kernels.run_layer(kernel, layer_input, h0[idx], c0[idx], w, self.spec, **options)
+                outs.append(res.output)
+                h_n.append(res.h_n)
+                c_n.append(res.c_n)
+                if res.gates is not None:
+                    layer_records.append(res.gates)
+            layer_input = torch.cat(outs, dim=2) if len(outs) > 1 else outs[0]
+            if self.training and self.dropout > 0 and k < self.num_layers - 1:
+                layer_input = nn.functional.dropout(layer_input, self.dropout, training=True)
+            records.append(layer_records)
+        return layer_input, torch.stack(h_n), torch.stack(c_n), (records if record else None)
+
+    # ---------------------------------------------------------------- conversions
+    @classmethod
+    def from_torch(cls, module: nn.LSTM, **kwargs: Any) -> LSTM:
+        """An ``LSTM`` with the configuration and weights of a ``torch.nn.LSTM``."""
+        if not isinstance(module, nn.LSTM):
+            raise TypeError(f"from_torch expects a torch.nn.LSTM; got {type(module).__name__}")
+        p = module.weight_ih_l0
+        model = cls(
+            module.input_size, module.hidden_size, module.num_layers, module.bias, module.batch_first,
+            float(module.dropout), module.bidirectional, module.proj_size, device=p.device, dtype=p.dtype, **kwargs,
+        )
+        model.load_state_dict(module.state_dict())
+        model.train(module.training)
+        return model
+
+    def to_torch(self) -> nn.LSTM:
+        """The same model as a ``torch.nn.LSTM`` (default spec, no per-step regulariser)."""
+        if not self.spec.is_plain:
+            raise ValueError(f"only the default spec converts to torch.nn.LSTM; this model has {self.spec}")
+        p = self.weight_ih_l0
+        out = nn.LSTM(
+            self.input_size, self.hidden_size, self.num_layers, self.bias, self.batch_first,
+            self.dropout, self.bidirectional, self.proj_size, device=p.device, dtype=p.dtype,
+        )
+        out.load_state_dict(self.state_dict())
+        out.train(self.training)
+        return out

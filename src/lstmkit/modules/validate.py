@@ -1,0 +1,90 @@
+"""Checks at the public boundary. Each error names what was expected and what came."""
+
+from __future__ import annotations
+
+import numbers
+
+import torch
+from torch import Tensor
+
+
+def positive_int(name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an int; got {type(value).__name__} {value!r}")
+    if value <= 0:
+        raise ValueError(f"{name} must be a positive int; got {value}")
+    return int(value)
+
+
+def probability(name: str, value: object, *, closed: bool = True) -> float:
+    """A float in [0, 1] (or [0, 1) when ``closed`` is False)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a float; got {type(value).__name__} {value!r}")
+    value = float(value)
+    upper_ok = value <= 1 if closed else value < 1
+    if not (value >= 0 and upper_ok):
+        interval = "[0, 1]" if closed else "[0, 1)"
+        raise ValueError(f"{name} must be in {interval}; got {value}")
+    return value
+
+
+def zoneout_pair(value: object) -> tuple[float, float]:
+    """``zoneout=`` accepts a float (both states) or a pair (z_cell, z_hidden)."""
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        z = probability("zoneout", value, closed=False)
+        return (z, z)
+    if isinstance(value, (tuple, list)) and len(value) == 2:
+        return (
+            probability("zoneout[0] (cell)", value[0], closed=False),
+            probability("zoneout[1] (hidden)", value[1], closed=False),
+        )
+    raise TypeError(f"zoneout must be a float or a pair (z_cell, z_hidden); got {value!r}")
+
+
+def floating_tensor(name: str, value: object) -> Tensor:
+    if not isinstance(value, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor; got {type(value).__name__}")
+    if not value.is_floating_point():
+        raise TypeError(f"{name} must be a floating-point tensor; got dtype {value.dtype}")
+    return value
+
+
+def matches_parameters(name: str, value: Tensor, param: Tensor) -> None:
+    """Input and state must share the parameters' dtype and device."""
+    if value.dtype != param.dtype:
+        raise TypeError(
+            f"{name} has dtype {value.dtype} but the parameters have dtype {param.dtype}; "
+            f"convert one of them (e.g. model.to({value.dtype}))"
+        )
+    if value.device != param.device:
+        raise ValueError(
+            f"{name} is on device {value.device} but the parameters are on {param.device}"
+        )
+
+
+def state_pair(hx: object, what: str) -> tuple[Tensor, Tensor]:
+    """``hx`` must be a pair (h, c) of tensors."""
+    if not isinstance(hx, (tuple, list)) or len(hx) != 2:
+        got = f"{type(hx).__name__} of length {len(hx)}" if isinstance(hx, (tuple, list)) else type(hx).__name__
+        raise TypeError(f"hx must be a tuple (h_0, c_0) for {what}; got {got}")
+    h, c = hx
+    return floating_tensor("h_0", h), floating_tensor("c_0", c)
+
+
+def expect_shape(name: str, value: Tensor, expected: tuple[int, ...], note: str = "") -> None:
+    if tuple(value.shape) != expected:
+        extra = f" ({note})" if note else ""
+        raise ValueError(f"{name} must have shape {expected}{extra}; got {tuple(value.shape)}")
+
+
+def same_dtype_device(a_name: str, a: Tensor, b_name: str, b: Tensor) -> None:
+    if a.dtype != b.dtype or a.device != b.device:
+        raise TypeError(
+            f"{a_name} and {b_name} must share dtype and device; got {a.dtype} on {a.device} "
+            f"and {b.dtype} on {b.device}"
+        )
+
+
+def is_float_dtype(dtype: torch.dtype | None) -> None:
+    if dtype is not None and not dtype.is_floating_point:
+        raise TypeError(f"dtype must be a floating-point dtype; got {dtype}")
