@@ -1,0 +1,44 @@
+"""Task generators: data, loss and metric for the classic long-term-dependency experiments.
+
+``make_task(name, **kwargs)`` builds a task by name; ``TASKS`` maps each name to its class.
+
+Example::
+
+    >>> import torch
+    >>> from lstmkit.tasks import make_task
+    >>> task = make_task("adding", T=100)
+    >>> batch = task.sample(8, torch.Generator().manual_seed(0))
+    >>> batch.targets.shape
+    torch.Size([8, 1])
+"""
+
+from __future__ import annotations
+
+import inspect
+
+from .adding import AddingTask
+from .base import Batch, Task
+
+TASKS: dict[str, type[Task]] = {
+    AddingTask.name: AddingTask,
+}
+"""Every task class by its ``name``."""
+
+
+def make_task(name: str, **kwargs: object) -> Task:
+    """Build the task called ``name`` with constructor arguments ``kwargs`` (e.g. ``config()``).
+
+    Unknown names and unknown arguments raise a ValueError/TypeError that lists the valid ones.
+    """
+    if name not in TASKS:
+        raise ValueError(f"unknown task {name!r}; expected one of {sorted(TASKS)}")
+    cls = TASKS[name]
+    params = inspect.signature(cls.__init__).parameters
+    accepted = [p for p in params if p != "self"]
+    unknown = sorted(set(kwargs) - set(accepted))
+    if unknown:
+        raise TypeError(f"task {name!r} got unknown argument(s) {unknown}; it accepts {accepted}")
+    return cls(**kwargs)
+
+
+__all__ = ["TASKS", "AddingTask", "Batch", "Task", "make_task"]
