@@ -1,0 +1,252 @@
+"""Checkpoints: weights and optimiser tensors in safetensors, everything else in JSON; never pickle.
+
+A run directory holds::
+
+    config.json               the RunConfig (also embedded in the checkpoint's metadata)
+    checkpoint.safetensors    "model.<name>" weights and "optimizer.<param index>.<key>" tensors
+    state.json                step, sequences seen, elapsed time, RNG states (base64), the
+                              optimiser's param groups and non-tensor state, loop counters
+    metrics.jsonl             one JSON line per log step
+    curve.png                 the learning curve
+
+Every file is written to a temporary name in the same directory, then moved into place with
+``os.replace``, so a reader sees the old file or the new one, never half of one. Loading checks
+the format, the config and the step shared by the two files, and names the file in every error.
+
+Example::
+
+    >>> model, config = load_run("runs/adding")            # doctest: +SKIP
+    >>> model.lstm.hidden_size == config.model.hidden      # doctest: +SKIP
+    True
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import struct
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load as load_safetensors
+from safetensors.torch import save as save_safetensors
+
+from .config import RESUMABLE_FIELDS, RunConfig
+from .model import SequenceModel
+
+CHECKPOINT = "checkpoint.safetensors"
+STATE = "state.json"
+CONFIG = "config.json"
+METRICS = "metrics.jsonl"
+FORMAT = "lstmkit-checkpoint/1"
+
+
+# ------------------------------------------------------------------ atomic writes
+def atomic_write(path: str | os.PathLike[str], data: bytes | str) -> None:
+    """Write ``data`` to ``path`` through a temporary file and ``os.replace``.
+
+    Example::
+
+        >>> atomic_write("/tmp/x.json", "{}")   # doctest: +SKIP
+    """
+    path = Path(path)
+    payload = data.encode() if isinstance(data, str) else data
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(payload)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+# ------------------------------------------------------------------ RNG states
+def encode_rng(state: torch.Tensor) -> str:
+    """A ``torch`` RNG state (uint8 tensor) as base64 text."""
+    return base64.b64encode(state.numpy().tobytes()).decode("ascii")
+
+
+def decode_rng(text: str) -> torch.Tensor:
+    """Inverse of :func:`encode_rng`."""
+    return torch.frombuffer(bytearray(base64.b64decode(text)), dtype=torch.uint8).clone()
+
+
+# ------------------------------------------------------------------ save
+def save_checkpoint(
+    run_dir: str | os.PathLike[str],
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer | None,
+    config: RunConfig,
+    state: dict[str, Any],
+) -> None:
+    """Write ``checkpoint.safetensors`` then ``state.json`` (and ``config.json``) atomically.
+
+    ``state`` is JSON-ready loop state and must hold ``step``; the torch RNG state is added.
+    Optimiser tensors go into the safetensors file, its param groups and scalars into state.json.
+    """
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    step = int(state["step"])
+    tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    opt_json: dict[str, Any] | None = None
+    if optimizer is not None:
+        sd = optimizer.state_dict()
+        scalars: dict[str, dict[str, Any]] = {}
+        for idx, entry in sd["state"].items():
+            for key, value in entry.items():
+                if isinstance(value, torch.Tensor):
+                    tensors[f"optimizer.{idx}.{key}"] = value.detach().cpu().contiguous()
+                else:
+                    scalars.setdefault(str(idx), {})[key] = value
+        opt_json = {"param_groups": sd["param_groups"], "scalars": scalars, "indices": sorted(sd["state"])}
+    metadata = {"format": FORMAT, "config": json.dumps(config.to_dict(), sort_keys=True), "step": str(step)}
+    atomic_write(run_dir / CHECKPOINT, save_safetensors(tensors, metadata=metadata))
+    full_state = {**state, "format": FORMAT, "optimizer": opt_json, "torch_rng": encode_rng(torch.get_rng_state())}
+    atomic_write(run_dir / STATE, json.dumps(full_state, indent=1, sort_keys=True) + "\n")
+    if not (run_dir / CONFIG).exists() or read_config(run_dir / CONFIG) != config:
+        atomic_write(run_dir / CONFIG, config.to_json())
+
+
+# ------------------------------------------------------------------ load
+def checkpoint_path(path: str | os.PathLike[str]) -> Path:
+    """The checkpoint file of a run directory (or ``path`` itself when it is a file)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / CHECKPOINT
+    if not path.is_file():
+        raise ValueError(f"no checkpoint at {path} (expected a run directory holding {CHECKPOINT} or the file)")
+    return path
+
+
+def read_config(path: str | os.PathLike[str]) -> RunConfig:
+    """The :class:`RunConfig` in a ``config.json``; errors name the file."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"cannot read run config {path}: {err}") from None
+    try:
+        return RunConfig.from_dict(data)
+    except ValueError as err:
+        raise ValueError(f"{path}: {err}") from None
+
+
+def read_checkpoint(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Tensors and metadata of a checkpoint file, refusing truncated or foreign files."""
+    path = checkpoint_path(path)
+    data = path.read_bytes()
+    where = f"checkpoint {path} is corrupted or truncated"
+    if len(data) < 8:
+        raise ValueError(f"{where}: {len(data)} bytes, shorter than the 8-byte header length")
+    (header_len,) = struct.unpack("<Q", data[:8])
+    if 8 + header_len > len(data):
+        raise ValueError(f"{where}: header says {header_len} bytes but the file has {len(data) - 8} after it")
+    try:
+        header = json.loads(data[8 : 8 + header_len])
+        metadata = header.get("__metadata__") or {}
+        if not isinstance(metadata, dict):
+            raise ValueError("metadata is not an object")
+    except (ValueError, UnicodeDecodeError, AttributeError) as err:
+        raise ValueError(f"{where}: bad header ({err})") from None
+    if metadata.get("format") != FORMAT:
+        found = metadata.get("format")
+        raise ValueError(f"{path} is not an lstmkit checkpoint (format {found!r}, expected {FORMAT!r})")
+    try:
+        tensors = load_safetensors(data)
+    except Exception as err:  # safetensors raises its own error type for every decoding failure
+        raise ValueError(f"{where}: {err}") from None
+    return tensors, metadata
+
+
+def _config_of(path: Path, metadata: dict[str, str]) -> RunConfig:
+    try:
+        return RunConfig.from_dict(json.loads(metadata["config"]))
+    except (KeyError, ValueError) as err:
+        raise ValueError(f"checkpoint {path} has a bad embedded config: {err}") from None
+
+
+def load_run(path: str | os.PathLike[str]) -> tuple[SequenceModel, RunConfig]:
+    """The trained model (in eval mode) and its config, from a run directory or checkpoint file.
+
+    The task comes back with ``make_task(config.task, **config.task_args)``.
+
+    Example::
+
+        >>> model, config = load_run("runs/adding")                     # doctest: +SKIP
+        >>> prediction = model(batch.inputs, batch.lengths)             # doctest: +SKIP
+    """
+    file = checkpoint_path(path)
+    tensors, metadata = read_checkpoint(file)
+    config = _config_of(file, metadata)
+    model = SequenceModel(config.model)
+    _load_weights(model, tensors, file)
+    model.eval()
+    return model, config
+
+
+def _load_weights(model: torch.nn.Module, tensors: dict[str, torch.Tensor], file: Path) -> None:
+    weights = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
+    expected = model.state_dict()
+    missing, unexpected = sorted(set(expected) - set(weights)), sorted(set(weights) - set(expected))
+    if missing or unexpected:
+        raise ValueError(f"checkpoint {file} does not fit its model: missing {missing}, unexpected {unexpected}")
+    for name, value in weights.items():
+        if value.shape != expected[name].shape:
+            raise ValueError(f"checkpoint {file}: {name} has shape {tuple(value.shape)}, "
+                             f"the model expects {tuple(expected[name].shape)}")
+    model.load_state_dict(weights)
+
+
+def load_checkpoint(
+    run_dir: str | os.PathLike[str],
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer | None,
+    config: RunConfig,
+) -> dict[str, Any]:
+    """Restore ``model`` and ``optimizer`` in place for resuming ``config``; returns the loop state.
+
+    Refuses (ValueError naming the fields) a checkpoint whose config differs from ``config``
+    in anything but :data:`~lstmkit.train.config.RESUMABLE_FIELDS`, and a ``state.json`` that
+    does not belong to the checkpoint next to it. Restores the torch RNG state.
+    """
+    run_dir = Path(run_dir)
+    file = checkpoint_path(run_dir)
+    tensors, metadata = read_checkpoint(file)
+    saved = _config_of(file, metadata)
+    diffs = [d for d in saved.differences(config) if d[0] not in RESUMABLE_FIELDS]
+    if diffs:
+        listed = "; ".join(f"{k}: checkpoint has {a!r}, this run asks for {b!r}" for k, a, b in diffs)
+        raise ValueError(f"checkpoint {file} was trained with a different config ({listed})")
+    state_file = run_dir / STATE if run_dir.is_dir() else file.parent / STATE
+    try:
+        state = json.loads(state_file.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"cannot read training state {state_file}: {err}") from None
+    if not isinstance(state, dict) or str(state.get("step")) != metadata.get("step"):
+        raise ValueError(f"{state_file} (step {state.get('step') if isinstance(state, dict) else '?'}) does not "
+                         f"belong to {file} (step {metadata.get('step')})")
+    _load_weights(model, tensors, file)
+    if optimizer is not None:
+        opt = state.get("optimizer")
+        if not isinstance(opt, dict):
+            raise ValueError(f"{state_file} holds no optimizer state")
+        entries: dict[int, dict[str, Any]] = {}
+        for idx in opt["indices"]:
+            entry = {k.split(".", 2)[2]: v for k, v in tensors.items() if k.startswith(f"optimizer.{idx}.")}
+            entry.update(opt["scalars"].get(str(idx), {}))
+            entries[int(idx)] = entry
+        groups = [{k: (tuple(v) if k == "betas" else v) for k, v in g.items()} for g in opt["param_groups"]]
+        try:
+            optimizer.load_state_dict({"state": entries, "param_groups": groups})
+        except (ValueError, KeyError) as err:
+            raise ValueError(f"optimizer state in {state_file} does not fit: {err}") from None
+    if "torch_rng" in state:
+        torch.set_rng_state(decode_rng(state["torch_rng"]))
+    return state

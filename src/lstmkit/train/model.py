@@ -1,0 +1,111 @@
+"""The model every task trains: optional embedding -> recurrent core -> linear head.
+
+:class:`SequenceModel` reads out either the hidden output at each sequence's last valid step
+(``readout="last"``, (B, O)) or at every step (``readout="all"``, (B, T, O)).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from ..modules import LSTM
+from .config import ModelConfig
+
+
+class SequenceModel(nn.Module):
+    r"""Embedding (token tasks only), a batch-first recurrent core ``.lstm`` and a head ``.head``.
+
+    .. math::
+        e_t = \mathrm{Embed}(x_t)\ (\text{token inputs}) \qquad
+        (y_1 \dots y_T) = \mathrm{LSTM}(e_1 \dots e_T) \qquad
+        \hat{z} = W y_{\ell} + b\ (\text{"last"}) \quad \text{or} \quad \hat{z}_t = W y_t + b\ (\text{"all"})
+
+    where :math:`\ell` is each sequence's last valid step. ``.lstm`` is an :class:`lstmkit.LSTM`
+    (``batch_first=True``), or ``torch.nn.RNN``/``torch.nn.GRU`` when ``config.baseline`` says so.
+    Bidirectional cores run on packed sequences, so the reverse direction starts at each
+    sequence's own last step; unidirectional ones index the output by ``lengths``.
+
+    Shapes: inputs (B, T, I) float or (B, T) int64 tokens; lengths (B,) int64 in [1, T];
+    returns (B, O) for "last", (B, T, O) for "all" (zeros past each length for packed cores).
+
+    Example::
+
+        >>> model = SequenceModel(ModelConfig(input_size=2, output_size=1, hidden=16))
+        >>> model(torch.randn(4, 10, 2), torch.tensor([10, 9, 8, 7])).shape
+        torch.Size([4, 1])
+    """
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        c = config
+        self.embedding = nn.Embedding(c.vocab_size, c.embedding_dim) if c.vocab_size is not None else None
+        core_input = c.embedding_dim if c.vocab_size is not None else c.input_size
+        self.lstm: nn.Module
+        if c.baseline == "lstm":
+            self.lstm = LSTM(
+                core_input, c.hidden, c.layers, batch_first=True, dropout=c.dropout if c.layers > 1 else 0.0,
+                bidirectional=c.bidirectional, proj_size=c.proj_size, spec=c.cell_spec(),
+                forget_bias=c.forget_bias, recurrent_dropout=c.recurrent_dropout, zoneout=c.zoneout,
+                weight_drop=c.weight_drop,
+            )
+        else:
+            core = nn.RNN if c.baseline == "rnn" else nn.GRU
+            self.lstm = core(core_input, c.hidden, c.layers, batch_first=True,
+                             dropout=c.dropout if c.layers > 1 else 0.0, bidirectional=c.bidirectional)
+        D = 2 if c.bidirectional else 1
+        R = c.proj_size if (c.baseline == "lstm" and c.proj_size > 0) else c.hidden
+        self.head = nn.Linear(D * R, c.output_size)
+
+    def forward(self, inputs: Tensor, lengths: Tensor) -> Tensor:
+        """Prediction per the readout; see the class docstring for shapes."""
+        c = self.config
+        if c.vocab_size is not None:
+            if inputs.dim() != 2 or inputs.dtype != torch.int64:
+                raise ValueError(f"token inputs must be (B, T) int64; got {tuple(inputs.shape)} {inputs.dtype}")
+            x = self.embedding(inputs)  # (B, T, E)
+        else:
+            if inputs.dim() != 3 or inputs.shape[-1] != c.input_size:
+                raise ValueError(f"inputs must be (B, T, {c.input_size}); got {tuple(inputs.shape)}")
+            x = inputs
+        B, T = x.shape[0], x.shape[1]
+        if lengths.shape != (B,):
+            raise ValueError(f"lengths must be ({B},); got {tuple(lengths.shape)}")
+        lengths = lengths.to(torch.int64)
+        full = bool((lengths == T).all())
+        if c.bidirectional and not full:
+            packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
+            out_packed, state = self.lstm(packed)
+            if c.readout == "last":
+                h_n = state[0] if isinstance(state, tuple) else state  # (L*D, B, R)
+                last = h_n[-2:].permute(1, 0, 2).reshape(B, -1)  # (B, D*R)
+                return self.head(last)
+            out, _ = pad_packed_sequence(out_packed, batch_first=True, total_length=T)  # (B, T, D*R)
+            return self.head(out)
+        out, state = self.lstm(x)  # (B, T, D*R)
+        if c.readout == "all":
+            return self.head(out)
+        if c.bidirectional:  # full length: forward at T-1, reverse at 0, i.e. the last layer's h_n
+            h_n = state[0] if isinstance(state, tuple) else state
+            return self.head(h_n[-2:].permute(1, 0, 2).reshape(B, -1))
+        if full:
+            return self.head(out[:, -1])
+        index = (lengths - 1).clamp(min=0).view(B, 1, 1).expand(B, 1, out.shape[2])
+        return self.head(out.gather(1, index).squeeze(1))  # (B, R) at each last valid step
+
+
+def build_model(config: ModelConfig, seed: int = 0) -> SequenceModel:
+    """A :class:`SequenceModel` whose initial weights depend only on ``seed``.
+
+    Example::
+
+        >>> a = build_model(ModelConfig(input_size=2, output_size=1), seed=3)
+        >>> b = build_model(ModelConfig(input_size=2, output_size=1), seed=3)
+        >>> all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
+        True
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return SequenceModel(config)
