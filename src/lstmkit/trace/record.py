@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
 
 from ..spec import CellSpec
+
+if TYPE_CHECKING:
+    from .summary import TraceSummary
 
 TRACE_NAMES = ("input", "forget", "candidate", "output", "cell", "hidden")
 """What a :class:`GateTrace` holds for each layer and direction."""
@@ -61,6 +65,24 @@ class GateTrace:
     def time_dim(self) -> int:
         """Index of the time axis in every recorded tensor."""
         return 1 if (self.batch_first and not self.unbatched) else 0
+
+    def summary(self, *, start: int = 0, bins: int = 20) -> TraceSummary:
+        """Per layer, direction and gate: mean activation and saturation over valid steps, and
+        the forget gate's memory horizon from step ``start`` (see :mod:`lstmkit.trace.summary`
+        for the exact definitions).
+
+        Example::
+
+            >>> s = trace.summary()
+            >>> s.layers[0][0].gates["forget"].mean, s.layers[0][0].horizon.median
+        """
+        from .summary import summarize
+
+        return summarize(self, start=start, bins=bins)
+
+    def summary_json(self, *, start: int = 0, bins: int = 20, indent: int | None = 2) -> str:
+        """:meth:`summary` as JSON text (``json.loads`` gives ``summary().to_dict()``)."""
+        return self.summary(start=start, bins=bins).to_json(indent=indent)
 
 
 def assemble_trace(

@@ -1,0 +1,209 @@
+"""Pictures of a :class:`~lstmkit.trace.GateTrace` (matplotlib, drawn off screen with Agg).
+
+Every function builds a ``matplotlib.figure.Figure`` on an Agg canvas directly (no ``pyplot``:
+no window, no global backend change, no global figure list), returns it, and writes a PNG when
+given ``path``. The figure size in pixels is ``figsize * dpi`` exactly. Only this module imports
+matplotlib; ``import lstmkit`` does not load it.
+
+- :func:`plot_gates`: one sequence; heatmaps of the four gates and the cell state, time on x,
+  units on y; fixed colour scales: [0, 1] for input, forget, output, [-1, 1] for the
+  candidate, symmetric [-m, m] for the cell with m = max |c| over the shown steps.
+- :func:`plot_memory_horizon`: histogram of the forget gate's per-unit memory horizon (see
+  :mod:`lstmkit.trace.summary`), its median, and the units beyond the sequence as a separate bar.
+- :func:`plot_gate_means`: for a batch, the mean of each gate over units and valid sequences at
+  every step.
+
+Example::
+
+    >>> from lstmkit.trace.plots import plot_gates
+    >>> out, state, trace = lstm(x, return_gates=True)
+    >>> fig = plot_gates(trace, sequence=0, layer=0, path="gates.png")
+"""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from .summary import GATES, MemoryHorizon, batch_major, sequence_lengths, valid_mask
+
+if TYPE_CHECKING:
+    from .record import GateTrace
+
+HEATMAP_ROWS = (*GATES, "cell")
+"""Rows of :func:`plot_gates`, top to bottom."""
+
+_GATE_CMAP = "viridis"
+_SIGNED_CMAP = "RdBu_r"
+
+
+def _new_figure(figsize: tuple[float, float]) -> Figure:
+    fig = Figure(figsize=figsize, layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _finish(fig: Figure, path: str | Path | None, dpi: int) -> Figure:
+    if path is not None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=dpi, format="png")
+    return fig
+
+
+def _where(trace: GateTrace, layer: int, direction: int) -> str:
+    k = layer % trace.num_layers if trace.num_layers else layer
+    return f"layer {k}, {'reverse' if direction == 1 else 'forward'}"
+
+
+def _check_sequence(trace: GateTrace, sequence: int) -> int:
+    B = valid_mask(trace).shape[0]
+    if isinstance(sequence, bool) or not isinstance(sequence, int) or not -B <= sequence < B:
+        raise ValueError(f"sequence must be an int in [-{B}, {B}) for a batch of {B}; got {sequence!r}")
+    return sequence % B
+
+
+def plot_gates(
+    trace: GateTrace,
+    sequence: int = 0,
+    *,
+    layer: int = -1,
+    direction: int = 0,
+    path: str | Path | None = None,
+    figsize: tuple[float, float] = (9.0, 9.0),
+    dpi: int = 100,
+) -> Figure:
+    """Heatmaps of input, forget, candidate, output and cell over the valid steps of one sequence.
+
+    Each panel is (H units) x (L_b steps) of ``trace`` at ``layer``, ``direction`` and batch
+    index ``sequence``; colour scales are fixed per gate (see the module docstring) so that
+    pictures of different models compare. A gate the spec removes shows its constant 1.
+
+    Example::
+
+        >>> fig = plot_gates(trace, sequence=3, layer=0, path="out/gates.png")
+        >>> len(fig.axes)       # 5 heatmaps and 5 colour bars
+        10
+    """
+    b = _check_sequence(trace, sequence)
+    L = int(sequence_lengths(trace)[b])
+    fig = _new_figure(figsize)
+    axes = fig.subplots(len(HEATMAP_ROWS), 1, sharex=True)
+    cell = batch_major(trace, "cell", layer, direction)[b, :L].detach().cpu().float()  # (L, H)
+    m = float(cell.abs().max()) if cell.numel() else 1.0
+    m = m if m > 0 else 1.0
+    for ax, name in zip(axes, HEATMAP_ROWS, strict=True):
+        values = batch_major(trace, name, layer, direction)[b, :L].detach().cpu().float()  # (L, H)
+        if name in ("input", "forget", "output"):
+            lo, hi, cmap = 0.0, 1.0, _GATE_CMAP
+        elif name == "candidate":
+            lo, hi, cmap = -1.0, 1.0, _SIGNED_CMAP
+        else:
+            lo, hi, cmap = -m, m, _SIGNED_CMAP
+        image = ax.imshow(values.T.numpy(), aspect="auto", origin="lower", interpolation="nearest",
+                          vmin=lo, vmax=hi, cmap=cmap, extent=(-0.5, L - 0.5, -0.5, values.shape[1] - 0.5))
+        note = ""
+        if name not in trace.spec.gates and name != "cell":
+            note = " (1 - input, CIFG)" if (name == "forget" and trace.spec.coupled) else " (removed: constant 1)"
+        ax.set_title(f"{name}{note}  [{lo:.3g}, {hi:.3g}]", fontsize=10, loc="left")
+        ax.set_ylabel("unit")
+        fig.colorbar(image, ax=ax, pad=0.01, fraction=0.04)
+    axes[-1].set_xlabel("time step")
+    fig.suptitle(f"Gates and cell state: {_where(trace, layer, direction)}, sequence {b} ({L} steps)")
+    return _finish(fig, path, dpi)
+
+
+def plot_memory_horizon(
+    source: GateTrace | MemoryHorizon,
+    *,
+    layer: int = -1,
+    direction: int = 0,
+    start: int = 0,
+    path: str | Path | None = None,
+    figsize: tuple[float, float] = (7.0, 4.0),
+    dpi: int = 100,
+) -> Figure:
+    """Histogram of the per-unit forget-gate memory horizon with its median.
+
+    ``source`` is a trace (the horizon is computed at ``layer``, ``direction`` from step
+    ``start``) or a ready :class:`~lstmkit.trace.summary.MemoryHorizon`. Units whose memory
+    outlasts every sequence are drawn as a separate bar right of the histogram.
+
+    Example::
+
+        >>> fig = plot_memory_horizon(trace, layer=0, path="out/horizon.png")
+    """
+    if isinstance(source, MemoryHorizon):
+        horizon, title = source, "Forget-gate memory horizon"
+    else:
+        from .summary import summarize
+
+        horizon = summarize(source, start=start).layers[layer][direction].horizon
+        title = f"Forget-gate memory horizon: {_where(source, layer, direction)}"
+    fig = _new_figure(figsize)
+    ax = fig.add_subplot()
+    edges, counts = horizon.edges, horizon.counts
+    widths = [hi - lo for lo, hi in itertools.pairwise(edges)]
+    ax.bar(edges[:-1], counts, width=widths, align="edge", color="tab:blue", edgecolor="white",
+           label=f"units within the sequence ({sum(counts)})")
+    top = edges[-1]
+    if horizon.beyond_units:
+        w = max(widths) if widths else 1.0
+        ax.bar([top + w], [horizon.beyond_units], width=w, align="edge", color="tab:orange", edgecolor="white",
+               label=f"beyond the sequence ({horizon.beyond_units})")
+    median = horizon.median
+    if median == median:  # not NaN
+        ax.axvline(median, color="black", linestyle="--", label=f"median {median:.1f} steps")
+    ax.set_xlabel(f"steps until the product of forget gates from step {horizon.start} falls below 1/e")
+    ax.set_ylabel("units")
+    ax.set_title(title, fontsize=11)
+    ax.legend(fontsize=9)
+    return _finish(fig, path, dpi)
+
+
+def plot_gate_means(
+    trace: GateTrace,
+    *,
+    layer: int = -1,
+    direction: int = 0,
+    path: str | Path | None = None,
+    figsize: tuple[float, float] = (8.0, 5.0),
+    dpi: int = 100,
+) -> Figure:
+    """Mean of each gate over units and valid sequences at every time step, for a batch.
+
+    Top: input, forget, output on [0, 1]; bottom: candidate on [-1, 1] and the mean cell state.
+    At step t only the sequences with length > t count.
+
+    Example::
+
+        >>> fig = plot_gate_means(trace, layer=0, path="out/means.png")
+    """
+    mask = valid_mask(trace).cpu()  # (B, T)
+    active = mask.sum(0).clamp(min=1).double()  # (T,)
+    steps = list(range(mask.shape[1]))
+
+    def mean_curve(name: str) -> list[float]:
+        values = batch_major(trace, name, layer, direction).detach().cpu().double()  # (B, T, H)
+        return ((values.mean(2) * mask).sum(0) / active).tolist()
+
+    fig = _new_figure(figsize)
+    top, bottom = fig.subplots(2, 1, sharex=True)
+    for name, colour in zip(("input", "forget", "output"), ("tab:green", "tab:blue", "tab:purple"), strict=True):
+        top.plot(steps, mean_curve(name), color=colour, label=name)
+    top.set_ylim(0.0, 1.0)
+    top.set_ylabel("mean gate")
+    top.legend(fontsize=9, ncol=3, loc="lower right")
+    bottom.plot(steps, mean_curve("candidate"), color="tab:red", label="candidate")
+    bottom.plot(steps, mean_curve("cell"), color="black", label="cell")
+    bottom.axhline(0.0, color="grey", linewidth=0.5)
+    bottom.set_ylabel("mean value")
+    bottom.set_xlabel("time step")
+    bottom.legend(fontsize=9, ncol=2, loc="lower right")
+    B = mask.shape[0]
+    fig.suptitle(f"Gate means over {B} sequence{'s' if B != 1 else ''}: {_where(trace, layer, direction)}")
+    return _finish(fig, path, dpi)
