@@ -22,7 +22,7 @@ def main(argv: list[str] | None = None) -> None:
     model = LSTM(input_size=8, hidden_size=16, num_layers=2, batch_first=True, spec=args.spec)
     x = torch.randn(4, 12, 8)  # (B, T, I)
     reference = torch.nn.LSTM(8, 16, 2, batch_first=True)
-    out, (h, c), trace = model(x, return_gates=True)
+    out, (h, _), trace = model(x, return_gates=True)
     print(f"model: {model}")
     print(f"kernels available: {kernels.available()}")
     print(f"input (B, T, I) = {tuple(x.shape)} -> output {tuple(out.shape)}, h_n {tuple(h.shape)}")

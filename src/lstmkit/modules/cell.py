@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from torch import Tensor, _VF, nn
+from torch import _VF, Tensor, nn
 
 from ..functional import CellGates, lstm_step
 from ..spec import CellSpec, resolve_spec

@@ -10,10 +10,10 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from .. import kernels
-from ..functional import LayerResult
+from ..functional import LayerResult, LayerWeights
 from ..kernels.native import native_lstm
 from ..spec import CellSpec, resolve_spec
-from ..trace.record import GateTrace, assemble_trace
+from ..trace.record import assemble_trace
 from . import base, validate
 
 LSTMState = tuple[Tensor, Tensor]
@@ -152,13 +152,33 @@ class LSTM(nn.Module):
             s += f", spec={self.spec}"
         return s
 
+    def _weights(self, suffix: str) -> LayerWeights:
+        """One layer-direction's parameters, DropConnect applied in training."""
+        w = base.layer_weights(self, suffix)
+        return base.drop_recurrent_weight(w, self.weight_drop, self.training, self.generator)
+
     def _flat_weights(self) -> list[Tensor]:
         """Weights in ``torch.nn.LSTM``'s flat order, DropConnect applied in training."""
         flat = []
         for suffix in self._suffixes:
-            w = base.drop_recurrent_weight(base.layer_weights(self, suffix), self.weight_drop, self.training, self.generator)
+            w = self._weights(suffix)
             flat.extend(t for t in (w.weight_ih, w.weight_hh, w.bias_ih, w.bias_hh, w.weight_hr) if t is not None)
         return flat
+
+    def _regulariser_options(self, T: int, B: int, like: Tensor) -> dict[str, Any]:
+        """Fresh masks of the per-step regularisers for one layer-direction and call."""
+        options: dict[str, Any] = {}
+        if self.training and self.recurrent_dropout > 0:
+            keep = 1.0 - self.recurrent_dropout
+            mask = base.bernoulli_mask((B, self.state_size), keep, like, self.generator)
+            options["recurrent_mask"] = mask / keep
+        for key, z, size in (
+            ("zoneout_cell", self.zoneout[0], self.hidden_size),
+            ("zoneout_hidden", self.zoneout[1], self.state_size),
+        ):
+            if z:
+                options[key] = base.bernoulli_mask((T, B, size), z, like, self.generator) if self.training else z
+        return options
 
     # ---------------------------------------------------------------- boundary
     def _check_input(self, input: Any) -> tuple[Tensor, bool]:
@@ -186,9 +206,12 @@ class LSTM(nn.Module):
             return like.new_zeros(LD, batch, R), like.new_zeros(LD, batch, H)
         h, c = validate.state_pair(hx, "LSTM")
         for name, t, size in (("h_0", h, R), ("c_0", c, H)):
-            want = (LD, batch, size) if batched else (LD, size)
-            note = "num_layers * num_directions, batch, " + ("proj_size" if name == "h_0" and self.proj_size else "hidden_size")
-            validate.expect_shape(name, t, want, note if batched else "unbatched input: " + note.replace("batch, ", ""))
+            last = "proj_size" if name == "h_0" and self.proj_size else "hidden_size"
+            if batched:
+                want, note = (LD, batch, size), f"num_layers * num_directions, batch of the input, {last}"
+            else:
+                want, note = (LD, size), f"unbatched input: num_layers * num_directions, {last}"
+            validate.expect_shape(name, t, want, note)
             validate.matches_parameters(name, t, self.weight_ih_l0)
         if not batched:
             h, c = h.unsqueeze(1), c.unsqueeze(1)
@@ -262,28 +285,15 @@ class LSTM(nn.Module):
     ) -> tuple[Tensor, Tensor, Tensor, list[list[dict[str, Tensor]]] | None]:
         """Layer by layer on a step kernel; ``seq`` (T, B, I) time-major, batch as h0's."""
         T, B = seq.shape[0], seq.shape[1]
-        zc, zh = self.zoneout
         h_n, c_n, records = [], [], []
         layer_input = seq
         for k in range(self.num_layers):
             outs, layer_records = [], []
             for d in range(self.num_directions):
                 idx = k * self.num_directions + d
-                w = base.drop_recurrent_weight(
-                    base.layer_weights(self, base.direction_suffix(k, d)), self.weight_drop, self.training, self.generator
-                )
-                options: dict[str, Any] = {"lengths": lengths, "reverse": d == 1, "record": record}
-                if self.training and self.recurrent_dropout > 0:
-                    keep = 1.0 - self.recurrent_dropout
-                    options["recurrent_mask"] = base.bernoulli_mask((B, self.state_size), keep, seq, self.generator) / keep
-                if zc:
-                    options["zoneout_cell"] = (
-                        base.bernoulli_mask((T, B, self.hidden_size), zc, seq, self.generator) if self.training else zc
-                    )
-                if zh:
-                    options["zoneout_hidden"] = (
-                        base.bernoulli_mask((T, B, self.state_size), zh, seq, self.generator) if self.training else zh
-                    )
+                w = self._weights(base.direction_suffix(k, d))
+                options = self._regulariser_options(T, B, seq)
+                options.update(lengths=lengths, reverse=d == 1, record=record)
                 res: LayerResult = kernels.run_layer(kernel, layer_input, h0[idx], c0[idx], w, self.spec, **options)
                 outs.append(res.output)
                 h_n.append(res.h_n)
