@@ -146,9 +146,15 @@ class LSTMCell(nn.Module):
         return step
 
     # ---------------------------------------------------------------- calls
-    def forward(self, input: Tensor, hx: Any = None) -> tuple[Tensor, Tensor]:
-        """One step: returns (h_1, c_1), shaped like ``hx``."""
+    def forward(self, input: Tensor, hx: Any = None, return_gates: bool = False) -> Any:
+        """One step: returns (h_1, c_1), shaped like ``hx``; with ``return_gates=True`` returns
+        (h_1, c_1, gates), ``gates`` the step's :class:`CellGates` (as :meth:`gates`)."""
         x, h, c, prev_gates, batched = self._prepare(input, hx)
+        if return_gates:
+            step = self._step(x, h, c, prev_gates)
+            if not batched:
+                step = CellGates(*(None if v is None else v.squeeze(0) for v in step))
+            return step.hidden, step.cell, step
         if self.spec.is_plain and self.zoneout == (0.0, 0.0):
             b_ih = self.bias_ih if self.bias else None
             b_hh = self.bias_hh if self.bias else None
