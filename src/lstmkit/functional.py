@@ -71,8 +71,8 @@ def activation(name: str, x: Tensor) -> Tensor:
         return torch.sigmoid(x)
     if name == "tanh":
         return torch.tanh(x)
-    if name == "hard_sigmoid":
-        return F.hardsigmoid(x)
+    if name == "hard_sigmoid":  # relu6(x + 3) / 6, exact in float64 (F.hardsigmoid is not)
+        return ((x + 3.0) / 6.0).clamp(0.0, 1.0)
     if name == "identity":
         return x
     if name == "relu":
