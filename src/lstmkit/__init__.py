@@ -5,6 +5,7 @@ drop-in compatible with ``torch.nn.LSTM`` and ``torch.nn.LSTMCell``.
 """
 
 from .functional import CellGates, LayerWeights, lstm_layer, lstm_step
+from .interop import export_onnx  # imports onnx only when called
 from .modules import LSTM, LSTMCell, SeedLSTMCell
 from .spec import PRESETS, CellSpec
 from .trace import GateTrace
@@ -20,7 +21,8 @@ __all__ = [
     "LSTMCell",
     "LayerWeights",
     "SeedLSTMCell",
+    "__version__",
+    "export_onnx",
     "lstm_layer",
     "lstm_step",
-    "__version__",
 ]
