@@ -26,7 +26,7 @@ def same_batch(a: Batch, b: Batch) -> bool:
 
 # ----------------------------------------------------------------------------- registry
 def test_registry_names_and_errors() -> None:
-    assert "adding" in TASKS
+    assert {"adding", "copy", "order", "reber"} <= set(TASKS)
     for name, cls in TASKS.items():
         assert cls.name == name
         assert issubclass(cls, Task)
@@ -123,7 +123,14 @@ def test_adding_bad_arguments() -> None:
 
 
 # ----------------------------------------------------------------------------- every task
-EVERY = [("adding", {"T": 30}), ("adding", {"T": 30, "modern": True})]
+EVERY = [
+    ("adding", {"T": 30}),
+    ("adding", {"T": 30, "modern": True}),
+    ("copy", {"T": 12}),
+    ("order", {"variant": "6a"}),
+    ("order", {"variant": "6b"}),
+    ("reber", {}),
+]
 
 
 @pytest.mark.parametrize(("name", "kwargs"), EVERY)
@@ -135,3 +142,167 @@ def test_determinism_and_fixed_test_set(name: str, kwargs: dict) -> None:
     assert same_batch(task.test_set(), again.test_set())
     assert same_batch(task.test_set(), task.test_set())
     assert task.paper.get("source")
+
+
+# ----------------------------------------------------------------------------- copy
+@pytest.mark.parametrize("T", [1, 25])
+def test_copy_definition(T: int) -> None:
+    task = make_task("copy", T=T)
+    batch = task.sample(64, gen(4))
+    L = T + 20
+    assert batch.inputs.shape == (64, L, 10) and batch.targets.shape == (64, L)
+    assert bool((batch.inputs.sum(dim=2) == 1).all())  # one-hot
+    tokens = batch.inputs.argmax(dim=2)
+    data = tokens[:, :10]
+    assert bool(((data >= 1) & (data <= 8)).all())
+    assert bool((tokens[:, 10 : 10 + T - 1] == 0).all())  # T - 1 blanks
+    assert bool((tokens[:, 9 + T] == 9).all())  # the delimiter
+    assert bool((tokens[:, 10 + T :] == 0).all())  # 10 blanks
+    assert bool((batch.targets[:, : T + 10] == 0).all())
+    assert torch.equal(batch.targets[:, T + 10 :], data)
+    assert batch.mask is not None and bool(batch.mask.all())
+    assert bool((batch.lengths == L).all())
+
+
+def test_copy_baseline_and_perfect() -> None:
+    T = 30
+    task = make_task("copy", T=T)
+    test = task.test_set()
+    n, L = len(test), T + 20
+    memoryless = torch.full((n, L, 10), -1e9)
+    memoryless[:, : T + 10, 0] = 0.0  # blank for sure
+    memoryless[:, T + 10 :, 1:9] = 0.0  # uniform over the 8 symbols
+    m = task.metrics(memoryless, test)
+    assert math.isclose(m["loss"], 10 * math.log(8) / (T + 20), rel_tol=1e-5)
+    assert math.isclose(m["baseline_loss"], 10 * math.log(8) / (T + 20), rel_tol=1e-12)
+    assert not task.solved(m)
+    perfect = torch.nn.functional.one_hot(test.targets, 10).float() * 50.0
+    p = task.metrics(perfect, test)
+    assert p["loss"] < 1e-6 and p["accuracy"] == 1.0 and p["sequence_accuracy"] == 1.0
+    assert task.solved(p)
+
+
+# ----------------------------------------------------------------------------- order
+@pytest.mark.parametrize("variant", ["6a", "6b"])
+def test_order_definition(variant: str) -> None:
+    ranges = {"6a": [(10, 20), (50, 60)], "6b": [(10, 20), (33, 43), (66, 76)]}[variant]
+    task = make_task("order", variant=variant)
+    assert task.input_size == 8 and task.output_size == 2 ** len(ranges)
+    batch = task.sample(300, gen(5))
+    a, b, c, d, X, Y, B, E = range(8)
+    seen_lengths = set()
+    for row in range(len(batch)):
+        n = int(batch.lengths[row])
+        seen_lengths.add(n)
+        assert 100 <= n <= 110
+        assert bool((batch.inputs[row, :n].sum(dim=1) == 1).all())
+        assert bool((batch.inputs[row, n:] == 0).all())
+        sym = batch.inputs[row, :n].argmax(dim=1).tolist()
+        assert sym[0] == E and sym[-1] == B
+        relevant = [t for t, s in enumerate(sym) if s in (X, Y)]
+        assert len(relevant) == len(ranges)
+        for t, (lo, hi) in zip(relevant, ranges, strict=True):
+            assert lo <= t + 1 <= hi  # paper positions count from 1
+        assert all(s in (a, b, c, d) for t, s in enumerate(sym[1:-1], 1) if t not in relevant)
+        cls = 0
+        for t in relevant:
+            cls = 2 * cls + (1 if sym[t] == Y else 0)  # X,X -> Q (0), X,Y -> R (1), Y,X -> S (2), ...
+        assert int(batch.targets[row].argmax()) == cls and float(batch.targets[row].sum()) == 1.0
+        assert int(batch.extra["label"][row]) == cls
+    assert len(seen_lengths) > 5
+    assert set(batch.extra["label"].tolist()) == set(range(task.output_size))
+    if variant == "6b":
+        assert task.class_names[5] == "A"  # Y, X, Y -> A
+
+
+def test_order_metrics() -> None:
+    task = make_task("order", variant="6a")
+    test = task.test_set()
+    perfect = task.metrics(test.targets * 20.0 - 10.0, test)
+    assert perfect["correct"] == 1.0 and perfect["accuracy"] == 1.0 and task.solved(perfect)
+    flat = task.metrics(torch.zeros(len(test), 4), test)
+    assert flat["correct"] == 0.0 and math.isclose(flat["mean_abs_error"], 0.5)
+    assert math.isclose(flat["loss"], math.log(2), rel_tol=1e-6) and not task.solved(flat)
+    with pytest.raises(ValueError, match="variant must be one of"):
+        make_task("order", variant="6c")
+
+
+# ----------------------------------------------------------------------------- reber
+# The grammar written out again, independently: node -> {symbol: node}.
+REBER_GRAPH = {
+    "r0": {"B": "r1"},
+    "r1": {"T": "r2", "P": "r3"},
+    "r2": {"S": "r2", "X": "r4"},
+    "r3": {"T": "r3", "V": "r5"},
+    "r4": {"X": "r3", "S": "r6"},
+    "r5": {"P": "r4", "V": "r6"},
+    "r6": {"E": "out"},
+}
+
+
+def embedded_graph() -> dict[str, dict[str, str]]:
+    graph = {"start": {"B": "fork"}, "fork": {"T": "T.r0", "P": "P.r0"}, "join": {"E": "end"}, "end": {}}
+    for branch in "TP":
+        for node, edges in REBER_GRAPH.items():
+            graph[f"{branch}.{node}"] = {
+                s: ("close" + branch if n == "out" else f"{branch}.{n}") for s, n in edges.items()
+            }
+        graph["close" + branch] = {branch: "join"}
+    return graph
+
+
+REBER_LANGUAGE = r"B(T(S*X(S|XT*V(PXT*V)*(V|PS)))|P(T*V(PXT*V)*(V|PS)))E"
+
+
+def test_reber_reference_grammar_itself() -> None:
+    import re
+
+    for good in ["BTSSXXTVVE", "BPVVE", "BTXXVPSE", "BPVPXVPXVPXVVE", "BTSXXVPSE"]:
+        assert re.fullmatch(REBER_LANGUAGE, good)
+    for bad in ["BTSSPXSE", "BPTVVB", "BTXXVVSE", "BPVSPSE", "BTSSSE"]:
+        assert not re.fullmatch(REBER_LANGUAGE, bad)
+
+
+def test_reber_definition() -> None:
+    import re
+
+    task = make_task("reber")
+    batch = task.sample(500, gen(6))
+    letters = "BTPSXVE"
+    graph = embedded_graph()
+    branches = set()
+    for row in range(len(batch)):
+        n = int(batch.lengths[row])
+        sym = [letters[i] for i in batch.inputs[row, :n].argmax(dim=1).tolist()]
+        assert bool((batch.inputs[row, n:] == 0).all())
+        node = "start"
+        for t, s in enumerate(sym):
+            assert s in graph[node], f"illegal {s} after {''.join(sym[:t])}"
+            node = graph[node][s]
+            legal = {letters[i] for i in torch.nonzero(batch.targets[row, t]).flatten().tolist()}
+            assert legal == set(graph[node])
+        assert node == "join"  # the only missing symbol is the final E
+        text = "".join(sym) + "E"
+        assert re.fullmatch(REBER_LANGUAGE, text[2:-2]) and text[1] == text[-2] and text[0] == "B"
+        assert int(batch.extra["branch"][row]) == (text[1] == "T")
+        branches.add(text[1])
+        assert batch.mask is not None and int(batch.mask[row].sum()) == n
+    assert branches == {"T", "P"}
+
+
+def test_reber_metrics() -> None:
+    task = make_task("reber")
+    test = task.test_set()
+    perfect = test.targets * 10.0 - 5.0
+    m = task.metrics(perfect, test)
+    assert m["string_accuracy"] == 1.0 and m["step_accuracy"] == 1.0 and m["tp_accuracy"] == 1.0
+    assert task.solved(m)
+    forgetful = perfect.clone()
+    rows = torch.arange(len(test))
+    forgetful[rows, test.lengths - 2, 1] = 5.0  # T and P both look legal before the last E
+    forgetful[rows, test.lengths - 2, 2] = 5.0
+    f = task.metrics(forgetful, test)
+    assert f["tp_accuracy"] == 0.0 and f["string_accuracy"] == 0.0 and 0.8 < f["step_accuracy"] < 1.0
+    assert not task.solved(f)
+    flat = task.metrics(torch.zeros_like(test.targets), test)
+    assert flat["step_accuracy"] == 0.0 and math.isclose(flat["loss"], math.log(2), rel_tol=1e-6)

@@ -18,9 +18,15 @@ import inspect
 
 from .adding import AddingTask
 from .base import Batch, Task
+from .copy import CopyTask
+from .order import OrderTask
+from .reber import ReberTask
 
 TASKS: dict[str, type[Task]] = {
     AddingTask.name: AddingTask,
+    CopyTask.name: CopyTask,
+    OrderTask.name: OrderTask,
+    ReberTask.name: ReberTask,
 }
 """Every task class by its ``name``."""
 
@@ -41,4 +47,4 @@ def make_task(name: str, **kwargs: object) -> Task:
     return cls(**kwargs)
 
 
-__all__ = ["TASKS", "AddingTask", "Batch", "Task", "make_task"]
+__all__ = ["TASKS", "AddingTask", "Batch", "CopyTask", "OrderTask", "ReberTask", "Task", "make_task"]
