@@ -229,3 +229,14 @@ def test_default_spec_uses_native_kernel() -> None:
     assert kernels.choose(spec, record=True, per_step_regularised=False) in ("compiled", "reference")
     with kernels.use("reference"):
         assert kernels.choose(spec, record=False, per_step_regularised=False) == "reference"
+
+
+def test_drop_in_helpers() -> None:
+    ours = lstmkit.LSTM(I, H, 2, bidirectional=True, proj_size=P)
+    ref = torch.nn.LSTM(I, H, 2, bidirectional=True, proj_size=P)
+    ref.load_state_dict(ours.state_dict())
+    ours.flatten_parameters()
+    assert [[w.shape for w in group] for group in ours.all_weights] == [
+        [w.shape for w in group] for group in ref.all_weights
+    ]
+    assert "num_layers=2" in repr(ours) and "proj_size=3" in repr(ours)

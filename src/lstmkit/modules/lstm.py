@@ -152,6 +152,14 @@ class LSTM(nn.Module):
             s += f", spec={self.spec}"
         return s
 
+    @property
+    def all_weights(self) -> list[list[Tensor]]:
+        """Parameters grouped per layer-direction, as ``torch.nn.LSTM.all_weights``."""
+        return [[p for p in base.layer_weights(self, suffix) if p is not None] for suffix in self._suffixes]
+
+    def flatten_parameters(self) -> None:
+        """Kept for drop-in compatibility with ``torch.nn.LSTM``; lstmkit needs no flat buffer."""
+
     def _weights(self, suffix: str) -> LayerWeights:
         """One layer-direction's parameters, DropConnect applied in training."""
         w = base.layer_weights(self, suffix)
