@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from .summary import GATES, MemoryHorizon, batch_major, sequence_lengths, valid_mask
+from .summary import GATES, MemoryHorizon, TraceSummary, batch_major, sequence_lengths, summarize, valid_mask
 
 if TYPE_CHECKING:
     from .record import GateTrace
@@ -123,6 +123,7 @@ def plot_memory_horizon(
     layer: int = -1,
     direction: int = 0,
     start: int = 0,
+    summary: TraceSummary | None = None,
     path: str | Path | None = None,
     figsize: tuple[float, float] = (7.0, 4.0),
     dpi: int = 100,
@@ -130,8 +131,9 @@ def plot_memory_horizon(
     """Histogram of the per-unit forget-gate memory horizon with its median.
 
     ``source`` is a trace (the horizon is computed at ``layer``, ``direction`` from step
-    ``start``) or a ready :class:`~lstmkit.trace.summary.MemoryHorizon`. Units whose memory
-    outlasts every sequence are drawn as a separate bar right of the histogram.
+    ``start``, or taken from ``summary`` when given) or a ready
+    :class:`~lstmkit.trace.summary.MemoryHorizon`. Units whose memory outlasts every sequence
+    are drawn as a separate bar right of the histogram.
 
     Example::
 
@@ -140,9 +142,9 @@ def plot_memory_horizon(
     if isinstance(source, MemoryHorizon):
         horizon, title = source, "Forget-gate memory horizon"
     else:
-        from .summary import summarize
-
-        horizon = summarize(source, start=start).layers[layer][direction].horizon
+        if summary is None:
+            summary = summarize(source, start=start)
+        horizon = summary.layers[layer][direction].horizon
         title = f"Forget-gate memory horizon: {_where(source, layer, direction)}"
     fig = _new_figure(figsize)
     ax = fig.add_subplot()

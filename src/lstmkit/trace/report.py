@@ -1,0 +1,134 @@
+"""One call from a model and some inputs to a folder of pictures and a ``summary.json``.
+
+:func:`inspect_model` records every gate of an :class:`lstmkit.LSTM` on a batch and writes,
+for each layer k and direction (``_reverse`` for the backward one):
+
+    gates_l{k}.png     heatmaps of the gates and cell state of one sequence (trace.plots.plot_gates)
+    horizon_l{k}.png   forget-gate memory horizon histogram (trace.plots.plot_memory_horizon)
+    means_l{k}.png     gate means over the batch at every step (trace.plots.plot_gate_means)
+    summary.json       trace.summary() as JSON, plus what was shown
+
+``lstmkit inspect`` is a thin command-line wrapper around it.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch.nn.utils.rnn import pack_padded_sequence
+
+from ..modules import LSTM
+
+
+def _check_inputs(lstm: LSTM, inputs: Tensor, lengths: Tensor | None) -> tuple[Tensor, Tensor | None]:
+    if not isinstance(inputs, Tensor) or not inputs.is_floating_point():
+        got = inputs.dtype if isinstance(inputs, Tensor) else type(inputs).__name__
+        raise TypeError(f"inputs must be a floating-point tensor; got {got}")
+    if inputs.dim() == 2:
+        inputs = inputs.unsqueeze(0)
+    if inputs.dim() != 3 or inputs.shape[2] != lstm.input_size:
+        raise ValueError(
+            f"inputs must be (B, T, {lstm.input_size}) or (T, {lstm.input_size}); got {tuple(inputs.shape)}"
+        )
+    B, T = inputs.shape[0], inputs.shape[1]
+    if B == 0 or T == 0:
+        raise ValueError(f"inputs must hold at least one step of one sequence; got {tuple(inputs.shape)}")
+    if lengths is not None:
+        lengths = torch.as_tensor(lengths).to("cpu", torch.int64)
+        if lengths.shape != (B,):
+            raise ValueError(f"lengths must be ({B},) for {B} sequence(s); got shape {tuple(lengths.shape)}")
+        if bool(((lengths < 1) | (lengths > T)).any()):
+            raise ValueError(f"lengths must be in [1, {T}]; got {lengths.tolist()}")
+        if bool((lengths == T).all()):
+            lengths = None
+    return inputs, lengths
+
+
+def record_gates(lstm: LSTM, inputs: Tensor, lengths: Tensor | None = None) -> Any:
+    """The :class:`~lstmkit.trace.GateTrace` of ``lstm`` in evaluation mode on a batch.
+
+    ``inputs`` (B, T, I) batch-major (whatever ``lstm.batch_first``) or (T, I) for one
+    sequence; ``lengths`` (B,) valid lengths in [1, T] or None (all T). Runs without gradients
+    and puts ``lstm`` back in its previous mode. The trace is batch-major: (B, T, H).
+
+    Example::
+
+        >>> trace = record_gates(lstm, torch.randn(4, 12, lstm.input_size), torch.tensor([12, 5, 9, 1]))
+        >>> trace.get("forget", layer=0).shape[:2]
+        torch.Size([4, 12])
+    """
+    if not isinstance(lstm, LSTM):
+        raise TypeError(f"gates are recorded from an lstmkit.LSTM; got {type(lstm).__name__}")
+    inputs, lengths = _check_inputs(lstm, inputs, lengths)
+    p = lstm.weight_ih_l0
+    x = inputs.to(p.device, p.dtype)
+    was_training = lstm.training
+    lstm.eval()
+    try:
+        with torch.no_grad():
+            if lengths is not None:
+                seq: Any = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
+            else:
+                seq = x if lstm.batch_first else x.transpose(0, 1)
+            _, _, trace = lstm(seq, return_gates=True)
+    finally:
+        lstm.train(was_training)
+    if not trace.batch_first:  # give every caller the same (B, T, H) layout
+        trace.layers = [[{k: v.transpose(0, 1) for k, v in d.items()} for d in layer] for layer in trace.layers]
+        trace.batch_first = True
+    return trace
+
+
+def inspect_model(
+    lstm: LSTM,
+    inputs: Tensor,
+    lengths: Tensor | None,
+    out_dir: str | Path,
+    *,
+    sequence: int = 0,
+    start: int = 0,
+    dpi: int = 100,
+    meta: dict[str, object] | None = None,
+) -> dict[str, Path]:
+    """Record the gates of ``lstm`` on ``inputs`` and write pictures and ``summary.json``.
+
+    ``inputs`` (B, T, I) batch-major or (T, I); ``lengths`` (B,) or None; ``sequence`` the batch
+    index shown in the heatmaps; ``start`` the memory-horizon start step; ``meta`` extra
+    JSON-ready facts stored under ``"inputs"`` in the summary. Returns ``{name: path}``
+    for every file written (names like ``"gates_l0"``, ``"horizon_l1_reverse"``, ``"summary"``).
+
+    Example::
+
+        >>> paths = inspect_model(lstm, torch.randn(8, 20, lstm.input_size), None, "out")
+        >>> sorted(paths)
+        ['gates_l0', 'horizon_l0', 'means_l0', 'summary']
+    """
+    from . import plots  # matplotlib only now
+
+    trace = record_gates(lstm, inputs, lengths)
+    B = trace.get("cell", 0).shape[0]
+    if isinstance(sequence, bool) or not isinstance(sequence, int) or not 0 <= sequence < B:
+        raise ValueError(f"sequence must be an int in [0, {B}); got {sequence!r}")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    summary = trace.summary(start=start)
+    paths: dict[str, Path] = {}
+    for k in range(trace.num_layers):
+        for d in range(trace.num_directions):
+            tag = f"l{k}" + ("_reverse" if d == 1 else "")
+            where = {"layer": k, "direction": d, "path": None, "dpi": dpi}
+            files = {name: out / f"{name}_{tag}.png" for name in ("gates", "horizon", "means")}
+            plots.plot_gates(trace, sequence, **{**where, "path": files["gates"]})
+            plots.plot_memory_horizon(trace, summary=summary, **{**where, "path": files["horizon"]})
+            plots.plot_gate_means(trace, **{**where, "path": files["means"]})
+            paths.update({f"{name}_{tag}": path for name, path in files.items()})
+    data = summary.to_dict()
+    data["inputs"] = {"shown_sequence": sequence, **(meta or {})}
+    summary_path = out / "summary.json"
+    summary_path.write_text(json.dumps(data, indent=2, allow_nan=False) + "\n")
+    paths["summary"] = summary_path
+    return paths
