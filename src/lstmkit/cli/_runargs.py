@@ -1,0 +1,190 @@
+"""Shared argparse plumbing for the run subcommands: task flags, model and optimiser flags, and
+turning them into a :class:`~lstmkit.train.config.RunConfig` (private to the CLI)."""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import json
+import math
+from typing import Any
+
+from ..spec import PRESETS, CellSpec
+from ..train.config import BASELINES, OPTIMIZERS, ModelConfig, OptimConfig, RunConfig
+from ..train.defaults import defaults_for
+from .errors import CLIError
+
+# CLI flag (dest) -> constructor argument names a task may use for it, first match wins
+TASK_FLAGS: dict[str, tuple[str, ...]] = {
+    "seq_len": ("T", "seq_len", "length"),
+    "modern": ("modern",),
+    "variant": ("variant",),
+    "text": ("text", "path", "text_path"),
+    "csv": ("csv", "path", "csv_path"),
+    "target": ("target", "column"),
+    "window": ("window",),
+    "horizon": ("horizon",),
+    "test_size": ("test_size",),
+}
+
+MODEL_FIELDS = ("hidden", "layers", "bidirectional", "proj_size", "dropout", "forget_bias", "recurrent_dropout",
+                "zoneout", "weight_drop", "baseline", "embedding_dim")
+OPTIM_FIELDS = ("optimizer", "lr", "momentum", "weight_decay", "batch_size", "steps", "eval_every", "log_every",
+                "checkpoint_every")
+
+
+def add_task_flags(p: argparse.ArgumentParser) -> None:
+    """Task arguments (all optional; unknown to a task -> one-line error)."""
+    g = p.add_argument_group("task arguments (passed to the task; each task takes some of them)")
+    g.add_argument("--seq-len", dest="seq_len", type=int, help="sequence length T (adding, copy, ...)")
+    g.add_argument("--modern", action="store_true", help="the modern form of the task (adding)")
+    g.add_argument("--variant", help="task variant (e.g. order: 6a or 6b)")
+    g.add_argument("--text", help="text file to train a character model on")
+    g.add_argument("--csv", help="CSV file of a time series to forecast")
+    g.add_argument("--target", help="CSV column to forecast")
+    g.add_argument("--window", type=int, help="input window in steps (forecast)")
+    g.add_argument("--horizon", type=int, help="steps ahead to forecast")
+    g.add_argument("--test-size", dest="test_size", type=int, help="size of the held-out test set")
+    g.add_argument("--task-arg", dest="task_arg", action="append", metavar="KEY=VALUE",
+                   help="any other task argument (VALUE parsed as JSON when it can be); repeatable")
+
+
+def add_model_flags(p: argparse.ArgumentParser) -> None:
+    """Model and optimiser flags."""
+    g = p.add_argument_group("model")
+    g.add_argument("--spec", help="cell spec: a preset name and/or FIELD=VALUE items, comma separated, e.g. "
+                                  f"'peephole,cell_clip=3' (presets: {', '.join(sorted(PRESETS))})")
+    g.add_argument("--hidden", type=int, help="hidden size H")
+    g.add_argument("--layers", type=int, help="stacked layers")
+    g.add_argument("--bidirectional", action="store_true", help="two directions")
+    g.add_argument("--proj-size", dest="proj_size", type=int, help="LSTM projection size (0: none)")
+    g.add_argument("--dropout", type=float, help="dropout between layers")
+    g.add_argument("--forget-bias", dest="forget_bias", type=float, help="added to the forget-gate bias at init")
+    g.add_argument("--recurrent-dropout", dest="recurrent_dropout", type=float, help="variational dropout on h")
+    g.add_argument("--zoneout", type=float, help="zoneout probability on c and h")
+    g.add_argument("--weight-drop", dest="weight_drop", type=float, help="DropConnect on weight_hh")
+    g.add_argument("--baseline", choices=BASELINES, help="recurrent core: lstm (default), or torch's rnn / gru")
+    g.add_argument("--embedding-dim", dest="embedding_dim", type=int, help="embedding size for token tasks")
+    o = p.add_argument_group("optimisation")
+    o.add_argument("--optimizer", choices=OPTIMIZERS, help="optimiser")
+    o.add_argument("--lr", type=float, help="learning rate")
+    o.add_argument("--momentum", type=float, help="momentum (sgd, rmsprop)")
+    o.add_argument("--weight-decay", dest="weight_decay", type=float, help="L2 penalty")
+    o.add_argument("--batch-size", dest="batch_size", type=int, help="global batch size")
+    budget = o.add_mutually_exclusive_group()
+    budget.add_argument("--steps", type=int, help="budget in optimiser steps")
+    budget.add_argument("--sequences", type=int, help="budget in training sequences (rounded up to whole steps)")
+    o.add_argument("--clip", type=float, help="clip the gradient norm (0: no clipping)")
+    o.add_argument("--eval-every", dest="eval_every", type=int, help="evaluate every N steps")
+    o.add_argument("--log-every", dest="log_every", type=int, help="log every N steps")
+    o.add_argument("--checkpoint-every", dest="checkpoint_every", type=int, help="also checkpoint every N steps")
+    o.add_argument("--no-stop", dest="no_stop", action="store_true",
+                   help="keep training after the task's success criterion is met")
+    o.add_argument("--seed", type=int, help="seed of the weights, the batches and the masks")
+
+
+def parse_value(text: str) -> Any:
+    """JSON when it parses (numbers, true/false, lists), else the text itself."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def parse_spec(text: str) -> dict[str, Any]:
+    """``"peephole,cell_clip=3"`` -> the CellSpec fields that differ from the default."""
+    default = CellSpec().to_dict()
+    fields: dict[str, Any] = {}
+    for item in (s.strip() for s in text.split(",")):
+        if not item:
+            continue
+        if "=" in item:
+            key, value = (s.strip() for s in item.split("=", 1))
+            if key not in default:
+                raise CLIError(f"--spec: unknown field {key!r}; expected a preset or one of {sorted(default)}")
+            fields[key] = parse_value(value)
+        else:
+            try:
+                fields.update(CellSpec.preset(item).to_dict())
+            except ValueError as err:
+                raise CLIError(f"--spec: {err}") from None
+    try:
+        spec = CellSpec(**{**default, **fields})
+    except (TypeError, ValueError) as err:
+        raise CLIError(f"--spec {text!r}: {err}") from None
+    return {k: v for k, v in spec.to_dict().items() if v != default[k]}
+
+
+def task_args_from(args: argparse.Namespace, task_name: str, base: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Task constructor arguments: ``base`` updated with the task flags given on the command line."""
+    from ..tasks import TASKS
+
+    if task_name not in TASKS:
+        raise CLIError(f"unknown task {task_name!r}; expected one of {sorted(TASKS)}")
+    accepted = [p for p in inspect.signature(TASKS[task_name].__init__).parameters if p != "self"]
+    out = dict(base or {})
+    for flag, names in TASK_FLAGS.items():
+        if flag not in vars(args) or getattr(args, flag) in (None, False):
+            continue
+        name = next((n for n in names if n in accepted), None)
+        if name is None:
+            raise CLIError(f"task {task_name!r} takes no --{flag.replace('_', '-')}; its arguments are {accepted}")
+        out[name] = getattr(args, flag)
+    for item in getattr(args, "task_arg", None) or []:
+        if "=" not in item:
+            raise CLIError(f"--task-arg expects KEY=VALUE; got {item!r}")
+        key, value = item.split("=", 1)
+        if key not in accepted:
+            raise CLIError(f"task {task_name!r} takes no argument {key!r}; its arguments are {accepted}")
+        out[key] = parse_value(value)
+    return out
+
+
+def build_task(name: str, task_args: dict[str, Any]) -> Any:
+    """``make_task`` with its errors (bad values, unreadable files) as one-line CLIErrors."""
+    from ..tasks import make_task
+
+    try:
+        return make_task(name, **task_args)
+    except (ValueError, TypeError, OSError, UnicodeDecodeError) as err:
+        raise CLIError(f"task {name!r}: {err}") from None
+
+
+def explicit(args: argparse.Namespace, names: tuple[str, ...]) -> dict[str, Any]:
+    """The flags among ``names`` given on the command line (every such flag defaults to None)."""
+    return {n: getattr(args, n) for n in names if n in vars(args) and getattr(args, n) is not None}
+
+
+def build_config(args: argparse.Namespace, task_name: str, task: Any, task_args: dict[str, Any],
+                 base: RunConfig | None = None) -> RunConfig:
+    """A RunConfig from the task, the task's defaults (or ``base`` when resuming) and the flags."""
+    model_kw: dict[str, Any]
+    if base is None:
+        d = defaults_for(task_name)
+        model_kw = {k: v for k, v in d.items() if k in ModelConfig.__dataclass_fields__}
+        optim_kw = {k: v for k, v in d.items() if k in OptimConfig.__dataclass_fields__}
+        model_kw.update(input_size=max(1, int(task.input_size or 1)), output_size=int(task.output_size),
+                        vocab_size=task.vocab_size, readout=task.readout)
+        seed = 0
+    else:
+        model_kw, optim_kw = dict(vars(base.model)), dict(vars(base.optim))
+        seed = base.seed
+    model_kw.update(explicit(args, MODEL_FIELDS))
+    if getattr(args, "bidirectional", False):
+        model_kw["bidirectional"] = True
+    if "spec" in vars(args) and args.spec is not None:
+        model_kw["spec"] = parse_spec(args.spec)
+    optim_kw.update(explicit(args, OPTIM_FIELDS))
+    if "clip" in vars(args) and args.clip is not None:
+        optim_kw["clip"] = None if args.clip == 0 else args.clip
+    if "sequences" in vars(args) and args.sequences is not None:
+        optim_kw["steps"] = max(1, math.ceil(args.sequences / optim_kw.get("batch_size", 32)))
+    if getattr(args, "no_stop", False):
+        optim_kw["stop_when_solved"] = False
+    if "seed" in vars(args) and args.seed is not None:
+        seed = args.seed
+    try:
+        return RunConfig(task=task_name, task_args=task_args, model=ModelConfig(**model_kw),
+                         optim=OptimConfig(**optim_kw), seed=seed)
+    except (TypeError, ValueError) as err:
+        raise CLIError(str(err)) from None

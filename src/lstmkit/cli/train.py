@@ -1,0 +1,151 @@
+"""``lstmkit train`` and ``lstmkit eval``: thin calls into :mod:`lstmkit.train`.
+
+Exit status: 0 done, 2 bad arguments or files (one line on stderr), 130 interrupted by Ctrl-C
+(the checkpoint is saved first, so ``lstmkit train --resume DIR`` continues the run exactly).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from ..train import checkpoint
+from ..train.config import RunConfig
+from . import _runargs
+from .errors import CLIError
+
+RUN_FILES = (checkpoint.CHECKPOINT, checkpoint.STATE, checkpoint.CONFIG, checkpoint.METRICS, "curve.png")
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``train`` and ``eval`` subcommands."""
+    p = subparsers.add_parser(
+        "train", help="train a model on a task (saves config, metrics, checkpoint, curve)",
+        description="Train a sequence model on a task. Exit status 130 after Ctrl-C (checkpoint saved).",
+    )
+    p.add_argument("task", nargs="?", help="task name (omit with --resume)")
+    p.add_argument("--out", help="run directory (default: runs/TASK)")
+    p.add_argument("--resume", metavar="DIR", help="continue the run saved in DIR (to a larger --steps if given)")
+    p.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
+    p.add_argument("--threads", type=int, help="torch CPU threads")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _runargs.add_task_flags(p)
+    _runargs.add_model_flags(p)
+    p.set_defaults(func=run_train)
+
+    e = subparsers.add_parser("eval", help="print the test metrics of a trained run as JSON",
+                              description="Evaluate a run's checkpoint on its task's test set (task flags override).")
+    e.add_argument("run", help="run directory or checkpoint file")
+    e.add_argument("--threads", type=int, help="torch CPU threads")
+    _runargs.add_task_flags(e)
+    e.set_defaults(func=run_eval)
+
+
+def _threads(n: int | None) -> None:
+    if n is not None:
+        if n <= 0:
+            raise CLIError(f"--threads must be a positive int; got {n}")
+        import torch
+
+        torch.set_num_threads(n)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    """``lstmkit train``."""
+    from ..train.loop import TrainingInterrupted, train
+
+    _threads(args.threads)
+    if args.resume:
+        run_dir = Path(args.resume)
+        base = _saved_config(run_dir)
+        if args.task and args.task != base.task:
+            raise CLIError(f"--resume {run_dir} holds a {base.task!r} run; got task {args.task!r}")
+        if args.out and Path(args.out) != run_dir:
+            raise CLIError("--out and --resume name different directories; a resumed run stays in its directory")
+        task_args = _runargs.task_args_from(args, base.task, base.task_args)
+        task = _runargs.build_task(base.task, task_args)
+        config = _runargs.build_config(args, base.task, task, task_args, base=base)
+    else:
+        if not args.task:
+            raise CLIError("give a task name (or --resume DIR)")
+        task_args = _runargs.task_args_from(args, args.task)
+        task = _runargs.build_task(args.task, task_args)
+        task_args = task.config() or task_args
+        config = _runargs.build_config(args, args.task, task, task_args)
+        run_dir = Path(args.out or f"runs/{args.task}")
+        if (run_dir / checkpoint.CHECKPOINT).exists():
+            if not args.overwrite:
+                raise CLIError(f"{run_dir} already holds a run; use --resume {run_dir}, --overwrite or another --out")
+            for name in RUN_FILES:
+                (run_dir / name).unlink(missing_ok=True)
+        elif run_dir.exists() and not run_dir.is_dir():
+            raise CLIError(f"--out {run_dir} is a file, not a directory")
+    if not args.quiet:
+        print(f"run {run_dir}: {config.task} {config.task_args}", file=sys.stderr)
+    try:
+        result = train(config, run_dir, task=task, resume=bool(args.resume), quiet=args.quiet)
+    except TrainingInterrupted as stop:
+        print(f"interrupted at step {stop.result.step}; checkpoint saved; continue with: "
+              f"lstmkit train --resume {run_dir}", file=sys.stderr)
+        return 130
+    except ValueError as err:
+        raise CLIError(str(err)) from None
+    if int(os.environ.get("RANK", "0")) != 0:  # only the main process of a torchrun run prints
+        return 0
+    print(json.dumps(summary(config, task, result), indent=1))
+    return 0
+
+
+def summary(config: RunConfig, task: Any, result: Any) -> dict[str, Any]:
+    """The final report of a run, with the paper's number beside ours when the task has one."""
+    out: dict[str, Any] = {
+        "run": str(result.run_dir), "task": config.task, "task_args": config.task_args,
+        "steps": result.step, "sequences": result.sequences, "test": result.test,
+        "solved": result.solved_at is not None, "sequences_to_criterion": result.solved_at,
+        "seconds": round(result.elapsed, 1),
+    }
+    paper = dict(getattr(task, "paper", {}) or {})
+    if paper:
+        key = str(getattr(task, "T", getattr(task, "seq_len", "")))
+        table = paper.get("training_sequences_to_solve")
+        out["paper"] = {"source": paper.get("source"), "criterion": paper.get("criterion")}
+        if isinstance(table, dict) and key in table:
+            out["paper"]["sequences_to_criterion"] = table[key]
+        elif table is not None and not isinstance(table, dict):
+            out["paper"]["sequences_to_criterion"] = table
+    return out
+
+
+def _saved_config(run_dir: Path) -> RunConfig:
+    if not run_dir.is_dir():
+        raise CLIError(f"--resume {run_dir}: no such run directory")
+    try:
+        return checkpoint.read_config(run_dir / checkpoint.CONFIG)
+    except ValueError as err:
+        raise CLIError(str(err)) from None
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    """``lstmkit eval``."""
+    from ..train.loop import check_fits, evaluate
+
+    _threads(args.threads)
+    try:
+        model, config = checkpoint.load_run(args.run)
+    except ValueError as err:
+        raise CLIError(str(err)) from None
+    task_args = _runargs.task_args_from(args, config.task, config.task_args)
+    task = _runargs.build_task(config.task, task_args)
+    try:
+        check_fits(task, config)
+        metrics = evaluate(model, task)
+    except ValueError as err:
+        raise CLIError(str(err)) from None
+    print(json.dumps({"run": args.run, "task": config.task, "task_args": task_args, "test": metrics,
+                      "solved": bool(task.solved(metrics))}, indent=1))
+    return 0
+
