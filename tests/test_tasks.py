@@ -26,7 +26,7 @@ def same_batch(a: Batch, b: Batch) -> bool:
 
 # ----------------------------------------------------------------------------- registry
 def test_registry_names_and_errors() -> None:
-    assert {"adding", "copy", "order", "reber"} <= set(TASKS)
+    assert {"adding", "copy", "order", "reber", "charlm", "forecast"} <= set(TASKS)
     for name, cls in TASKS.items():
         assert cls.name == name
         assert issubclass(cls, Task)
@@ -130,6 +130,7 @@ EVERY = [
     ("order", {"variant": "6a"}),
     ("order", {"variant": "6b"}),
     ("reber", {}),
+    ("charlm", {"seq_len": 20, "test_size": 30}),
 ]
 
 
@@ -306,3 +307,135 @@ def test_reber_metrics() -> None:
     assert not task.solved(f)
     flat = task.metrics(torch.zeros_like(test.targets), test)
     assert flat["step_accuracy"] == 0.0 and math.isclose(flat["loss"], math.log(2), rel_tol=1e-6)
+
+
+# ----------------------------------------------------------------------------- charlm
+def test_charlm_windows_and_round_trip(tmp_path) -> None:
+    text = "".join(f"line {i}: the quick brown fox jumps over the lazy dog.\n" for i in range(60))
+    path = tmp_path / "t.txt"
+    path.write_text(text, encoding="utf-8")
+    task = make_task("charlm", text_file=str(path), seq_len=16)
+    assert task.vocab == "".join(sorted(set(text[: int(len(text) * 0.9)])))
+    assert task.vocab_size == len(task.vocab) + 1 and task.output_size == task.vocab_size
+    assert task.decode(task.encode("the lazy dog")) == "the lazy dog"
+    assert task.encode("Z").tolist() == [0] and task.decode([0]) == "\ufffd"
+    batch = task.sample(8, gen(9))
+    assert batch.inputs.shape == (8, 16) and batch.inputs.dtype == torch.int64
+    assert torch.equal(batch.inputs[:, 1:], batch.targets[:, :-1])
+    for row in range(8):
+        start = int(batch.extra["start"][row])
+        assert task.decode(batch.inputs[row]) == text[start : start + 16]
+        assert task.decode(batch.targets[row]) == text[start + 1 : start + 17]
+    split = int(len(text) * 0.9)
+    test = task.test_set()
+    joined = "".join(task.decode(torch.cat([test.inputs[r], test.targets[r, -1:]])) for r in range(len(test)))
+    assert len(test) == (len(text) - split - 1) // 16
+    for r in range(len(test)):
+        assert task.decode(test.inputs[r]) == text[split + 16 * r : split + 16 * r + 16]
+    assert joined.startswith(text[split : split + 17])
+    # a reload from config keeps the mapping even when the text changes
+    other = tmp_path / "u.txt"
+    other.write_text("zzzz" + text, encoding="utf-8")
+    again = make_task("charlm", **{**task.config(), "text_file": str(other)})
+    assert again.vocab == task.vocab and torch.equal(again.encode("fox"), task.encode("fox"))
+
+
+def test_charlm_default_text_and_metrics() -> None:
+    task = make_task("charlm", seq_len=50, test_size=40)
+    test = task.test_set()
+    assert len(test) == 40 and test.targets.shape == (40, 50)
+    uniform = task.metrics(torch.zeros(40, 50, task.vocab_size), test)
+    assert math.isclose(uniform["bpc"], math.log2(task.vocab_size), rel_tol=1e-5)
+    perfect = torch.nn.functional.one_hot(test.targets, task.vocab_size).float() * 50.0
+    p = task.metrics(perfect, test)
+    assert p["bpc"] < 1e-6 and p["accuracy"] == 1.0 and not task.solved(p)
+
+
+def test_charlm_bad_files(tmp_path) -> None:
+    with pytest.raises(ValueError, match="no such file"):
+        make_task("charlm", text_file=str(tmp_path / "missing.txt"))
+    binary = tmp_path / "b.bin"
+    binary.write_bytes(b"\xff\xfe\x00\x01" * 100)
+    with pytest.raises(ValueError, match="not UTF-8 text"):
+        make_task("charlm", text_file=str(binary))
+    short = tmp_path / "s.txt"
+    short.write_text("hello world", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"too short: 11 characters"):
+        make_task("charlm", text_file=str(short), seq_len=100)
+    with pytest.raises(ValueError, match="not a regular file"):
+        make_task("charlm", text_file=str(tmp_path))
+
+
+# ----------------------------------------------------------------------------- forecast
+def write_csv(path, rows: list[list[object]], header: str = "date,a,y,b") -> str:
+    path.write_text(header + "\n" + "\n".join(",".join(str(v) for v in r) for r in rows) + "\n", encoding="utf-8")
+    return str(path)
+
+
+def series_rows(n: int) -> list[list[object]]:
+    return [[f"2024-01-{i:02d}", math.sin(i) * 3.0, 2.0 * i + 1.0, (i % 5) * 10.0] for i in range(n)]
+
+
+def test_forecast_windows_and_normalisation(tmp_path) -> None:
+    rows = series_rows(40)
+    path = write_csv(tmp_path / "s.csv", rows)
+    task = make_task("forecast", csv_file=path, target="y", window=3)
+    assert task.features == ["a", "y", "b"]  # numeric columns; the date column is skipped
+    n_train = int(40 * 0.7)
+    cols = {"a": 1, "y": 2, "b": 3}
+    for k, name in enumerate(task.features):
+        values = [float(r[cols[name]]) for r in rows[:n_train]]
+        mean = sum(values) / n_train
+        std = math.sqrt(sum((v - mean) ** 2 for v in values) / n_train)
+        assert math.isclose(task.config()["mean"][k], mean, rel_tol=1e-9)
+        assert math.isclose(task.config()["std"][k], std, rel_tol=1e-9)
+    mean_y, std_y = task.config()["mean"][1], task.config()["std"][1]
+    batch = task.sample(20, gen(10))
+    assert batch.inputs.shape == (20, 3, 3) and batch.targets.shape == (20, 1)
+    for i in range(20):
+        r = int(batch.extra["row"][i])
+        assert 3 <= r < n_train
+        assert math.isclose(float(batch.targets[i, 0]), (rows[r][2] - mean_y) / std_y, rel_tol=1e-5)
+        assert math.isclose(float(batch.inputs[i, -1, 1]), (rows[r - 1][2] - mean_y) / std_y, rel_tol=1e-5)
+        assert math.isclose(float(batch.inputs[i, 0, 1]), (rows[r - 3][2] - mean_y) / std_y, rel_tol=1e-5)
+    test, val = task.test_set(), task.validation_set()
+    assert test.extra["row"].tolist() == list(range(int(40 * 0.85), 40))
+    assert val.extra["row"].tolist() == list(range(n_train, int(40 * 0.85)))
+    # naive "next = last" is off by exactly 2 on y = 2 i + 1
+    naive_pred = (test.extra["last"].unsqueeze(1) - mean_y) / std_y
+    m = task.metrics(naive_pred.float(), test)
+    assert math.isclose(m["naive_mae"], 2.0, rel_tol=1e-9) and math.isclose(m["naive_rmse"], 2.0, rel_tol=1e-9)
+    assert math.isclose(m["mae"], 2.0, rel_tol=1e-4)
+    perfect = task.metrics(test.targets.clone(), test)
+    assert perfect["mae"] < 1e-4 and perfect["rmse"] < 1e-4 and perfect["loss"] == 0.0
+    s = task.series(test.targets.clone(), test)
+    assert s["truth"].tolist() == pytest.approx([2.0 * r + 1.0 for r in range(34, 40)])
+    again = make_task("forecast", **task.config())
+    assert same_batch(again.test_set(), test)
+
+
+def test_forecast_features_argument(tmp_path) -> None:
+    path = write_csv(tmp_path / "s.csv", series_rows(30))
+    task = make_task("forecast", csv_file=path, target="y", features=["b"], window=2)
+    assert task.features == ["y", "b"] and task.input_size == 2
+
+
+def test_forecast_bad_csv(tmp_path) -> None:
+    with pytest.raises(ValueError, match="no such file"):
+        make_task("forecast", csv_file=str(tmp_path / "none.csv"), target="y")
+    path = write_csv(tmp_path / "s.csv", series_rows(30))
+    with pytest.raises(ValueError, match=r"no column 'price'; columns are \['date', 'a', 'y', 'b'\]"):
+        make_task("forecast", csv_file=path, target="price")
+    with pytest.raises(ValueError, match=r"column 'date': '2024-01-00' is not a number"):
+        make_task("forecast", csv_file=path, target="y", features=["date"])
+    rows = series_rows(30)
+    rows[7][2] = "n/a"
+    bad = write_csv(tmp_path / "bad.csv", rows)
+    with pytest.raises(ValueError, match=r"data row 9, column 'y': 'n/a' is not a number"):
+        make_task("forecast", csv_file=bad, target="y")
+    with pytest.raises(ValueError, match="too few rows for window=24: 30 data rows"):
+        make_task("forecast", csv_file=path, target="y", window=24)
+    ragged = tmp_path / "r.csv"
+    ragged.write_text("a,y\n1,2\n3\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="data row 3 has 1 fields"):
+        make_task("forecast", csv_file=str(ragged), target="y")

@@ -18,13 +18,17 @@ import inspect
 
 from .adding import AddingTask
 from .base import Batch, Task
+from .charlm import CharLMTask
 from .copy import CopyTask
+from .forecast import ForecastTask
 from .order import OrderTask
 from .reber import ReberTask
 
 TASKS: dict[str, type[Task]] = {
     AddingTask.name: AddingTask,
+    CharLMTask.name: CharLMTask,
     CopyTask.name: CopyTask,
+    ForecastTask.name: ForecastTask,
     OrderTask.name: OrderTask,
     ReberTask.name: ReberTask,
 }
@@ -47,4 +51,15 @@ def make_task(name: str, **kwargs: object) -> Task:
     return cls(**kwargs)
 
 
-__all__ = ["TASKS", "AddingTask", "Batch", "CopyTask", "OrderTask", "ReberTask", "Task", "make_task"]
+__all__ = [
+    "TASKS",
+    "AddingTask",
+    "Batch",
+    "CharLMTask",
+    "CopyTask",
+    "ForecastTask",
+    "OrderTask",
+    "ReberTask",
+    "Task",
+    "make_task",
+]
