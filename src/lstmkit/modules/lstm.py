@@ -341,3 +341,21 @@ class LSTM(nn.Module):
         out.load_state_dict(self.state_dict())
         out.train(self.training)
         return out
+
+    @classmethod
+    def from_keras(cls, weights: Any, **kwargs: Any) -> LSTM:
+        """An ``LSTM`` equal to Keras LSTM layer(s) with these ``get_weights()`` arrays; see
+        :func:`lstmkit.interop.keras.lstm_from_keras` (``bidirectional``, ``activation``, ...).
+
+        Example: ``LSTM.from_keras(keras_layer.get_weights())`` -> batch-first, evaluation mode."""
+        from ..interop.keras import lstm_from_keras
+
+        return lstm_from_keras(weights, cls=cls, **kwargs)
+
+    def to_keras_weights(self) -> list[Any]:
+        """Keras ``get_weights()`` arrays of this model (see :func:`lstmkit.interop.keras.keras_weights`).
+
+        Example: ``keras_layer.set_weights(model.to_keras_weights())``."""
+        from ..interop.keras import keras_weights
+
+        return keras_weights(self)
