@@ -1,0 +1,312 @@
+"""lstmkit's compiled CPU kernel: the whole recurrence of one layer-direction in C++.
+
+Same contract as :func:`lstmkit.functional.lstm_layer` (arguments, semantics, :class:`LayerResult`),
+for every :class:`~lstmkit.CellSpec` and projection, differentiable w.r.t. ``x``, ``h0``, ``c0`` and
+every tensor of :class:`~lstmkit.LayerWeights`. The work is split as DESIGN.md §2 asks:
+
+- input projection of all T steps in one GEMM (``zx = W_ih x + b_ih + b_hh``; layer-normed first
+  under ``layer_norm``), here in Python so autograd gives ``dW_ih = dZ^T X`` in one GEMM too;
+- the recurrence (``csrc/lstm.cpp``): per step one GEMM ``h_{t-1} W_hh^T``, then all gate and
+  state maths fused in one pass over (B, G*H); backward (BPTT) stores gate activations and
+  states, and computes ``dW_hh`` with one GEMM over all steps.
+
+The extension is built on first use with :func:`torch.utils.cpp_extension.load` (needs a C++
+compiler and ``ninja``), cached in torch's extension directory or in ``$LSTMKIT_BUILD_DIR``.
+If the build fails, :func:`is_available` warns once with the reason and returns False, and
+lstmkit runs the reference loop instead.
+
+Example::
+
+    >>> from lstmkit.kernels import compiled
+    >>> if compiled.is_available():
+    ...     res = compiled.lstm_layer(x, h0, c0, weights, CellSpec(peephole=True), record=True)
+    ...     res.gates["forget"].shape    # (T, B, H)
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch.autograd.function import once_differentiable
+
+from ...functional import LN_EPS, LayerResult, LayerWeights, reverse_padded
+from ...functional import lstm_layer as reference_layer
+from ...spec import CellSpec
+
+ACTIVATION_CODES = {"sigmoid": 0, "hard_sigmoid": 1, "tanh": 2, "identity": 3, "relu": 4, "softsign": 5}
+"""Activation name -> code understood by ``csrc/activations.h``."""
+
+CSRC = Path(__file__).resolve().parent / "csrc"
+SOURCES = (CSRC / "lstm.cpp",)
+EXTRA_CFLAGS = ("-O3",)
+"""Plain -O3 (no -march=native): the build cache may be shared by machines with other CPUs."""
+
+_lock = threading.Lock()
+_state: dict[str, Any] = {"ext": None, "error": None}
+
+
+def _build() -> Any:
+    from torch.utils import cpp_extension
+
+    build_dir = os.environ.get("LSTMKIT_BUILD_DIR") or None
+    if build_dir:
+        os.makedirs(build_dir, exist_ok=True)
+    return cpp_extension.load(
+        name="lstmkit_lstm",
+        sources=[str(s) for s in SOURCES],
+        extra_cflags=list(EXTRA_CFLAGS),
+        extra_include_paths=[str(CSRC)],
+        build_directory=build_dir,
+        verbose=False,
+    )
+
+
+def extension() -> Any:
+    """The built extension module (building it on first call); raises RuntimeError if it cannot be built."""
+    if not is_available():
+        raise RuntimeError(f"lstmkit's compiled kernel is not available: {_state['error']}")
+    return _state["ext"]
+
+
+def is_available() -> bool:
+    """True when the C++ extension is built (or builds now); on failure warns once and returns False.
+
+    Example::
+
+        >>> from lstmkit.kernels import compiled
+        >>> compiled.is_available()
+        True
+    """
+    if _state["ext"] is not None:
+        return True
+    if _state["error"] is not None:
+        return False
+    with _lock:
+        if _state["ext"] is None and _state["error"] is None:
+            try:
+                _state["ext"] = _build()
+            except Exception as exc:  # any build failure: compiler, ninja, headers, loader
+                reason = " ".join(str(exc).split())[:500] or type(exc).__name__
+                _state["error"] = reason
+                warnings.warn(
+                    f"lstmkit: the compiled LSTM kernel could not be built ({reason}); "
+                    "falling back to the reference loop",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
+    return _state["ext"] is not None
+
+
+def _config(spec: CellSpec, H: int) -> list[int]:
+    """The integer description of ``spec`` read by ``csrc/lstm.cpp``: offsets of the i, f, g, o
+    blocks in z (-1 when absent), then the flags and activation codes."""
+    offsets = {name: k * H for k, name in enumerate(spec.gates)}
+    return [
+        offsets.get("input", -1),
+        offsets.get("forget", -1),
+        offsets["candidate"],
+        offsets.get("output", -1),
+        int(spec.coupled),
+        ACTIVATION_CODES[spec.gate_activation],
+        ACTIVATION_CODES[spec.candidate_activation],
+        ACTIVATION_CODES[spec.cell_activation],
+        int(spec.peephole),
+        int(spec.full_gate_recurrence),
+        int(spec.layer_norm),
+    ]
+
+
+class _Recurrence(torch.autograd.Function):
+    """zx (T, B, G*H) and the recurrent parameters -> hs (T+1, B, R), cs (T+1, B, H), acts (T, B, G*H).
+
+    ``hs[t]``/``cs[t]`` are the carried states after step t (``hs[0] = h0``), ``acts`` the gate
+    activations in storage order. Forward and backward are ``csrc/lstm.cpp``.
+    """
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: Any,
+        options: tuple[list[int], float, float, float],
+        zx: Tensor,
+        h0: Tensor,
+        c0: Tensor,
+        w_hh: Tensor,
+        w_hr: Tensor | None,
+        w_ch: Tensor | None,
+        w_gg: Tensor | None,
+        ln_hh: Tensor | None,
+        ln_cw: Tensor | None,
+        ln_cb: Tensor | None,
+        rec_mask: Tensor | None,
+        zc_mask: Tensor | None,
+        zh_mask: Tensor | None,
+        lengths: Tensor | None,
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        cfg, clip, zc, zh = options
+        ext = extension()
+        out = ext.forward(
+            zx, h0, c0, w_hh, w_hr, w_ch, w_gg, ln_hh, ln_cw, ln_cb, rec_mask, zc_mask, zh_mask, lengths,
+            cfg, clip, zc, zh,
+        )
+        ctx.options = options
+        ctx.set_materialize_grads(False)
+        ctx.save_for_backward(*out, w_hh, w_hr, w_ch, w_gg, ln_hh, ln_cw, rec_mask, zc_mask, zh_mask, lengths)
+        return out[0], out[1], out[2]
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, d_hs: Tensor | None, d_cs: Tensor | None, d_acts: Tensor | None) -> tuple[Any, ...]:
+        cfg, clip, zc, zh = ctx.options
+        saved = ctx.saved_tensors
+        grads = extension().backward(d_hs, d_cs, d_acts, list(saved[:11]), *saved[11:], cfg, clip, zc, zh)
+        d_zx, d_h0, d_c0, d_w_hh, d_w_hr, d_w_ch, d_w_gg, d_ln_hh, d_ln_cw, d_ln_cb = grads
+        return (None, d_zx, d_h0, d_c0, d_w_hh, d_w_hr, d_w_ch, d_w_gg, d_ln_hh, d_ln_cw, d_ln_cb,
+                None, None, None, None)
+
+
+def _expect(name: str, t: Tensor | None, shape: tuple[int, ...]) -> None:
+    if t is not None and tuple(t.shape) != shape:
+        raise ValueError(f"{name} must have shape {shape}; got {tuple(t.shape)}")
+
+
+def _mask(name: str, value: Tensor | float | None, shape: tuple[int, ...], like: Tensor) -> Tensor | None:
+    """A per-step mask as a contiguous tensor of ``like``'s dtype (broadcast to ``shape``)."""
+    if not isinstance(value, Tensor):
+        return None
+    try:
+        return value.to(dtype=like.dtype).expand(shape).contiguous()
+    except RuntimeError:
+        raise ValueError(f"{name} must broadcast to {shape}; got {tuple(value.shape)}") from None
+
+
+def _fast_path_ok(x: Tensor, h0: Tensor, c0: Tensor, w: LayerWeights) -> bool:
+    """True when the C++ kernel handles these tensors (CPU, float32/float64, one dtype, T > 0)."""
+    tensors = [t for t in (x, h0, c0, *w) if t is not None]
+    dtype = x.dtype
+    if dtype not in (torch.float32, torch.float64) or x.dim() != 3 or x.shape[0] == 0 or x.shape[1] == 0:
+        return False
+    return all(t.device.type == "cpu" and t.dtype == dtype for t in tensors)
+
+
+def lstm_layer(
+    x: Tensor,
+    h0: Tensor,
+    c0: Tensor,
+    w: LayerWeights,
+    spec: CellSpec,
+    *,
+    lengths: Tensor | None = None,
+    reverse: bool = False,
+    recurrent_mask: Tensor | None = None,
+    zoneout_cell: Tensor | float | None = None,
+    zoneout_hidden: Tensor | float | None = None,
+    record: bool = False,
+) -> LayerResult:
+    """One layer-direction on the compiled kernel; arguments and result as :func:`lstmkit.functional.lstm_layer`.
+
+    Per step (default spec; every :class:`CellSpec` field and a projection are supported)::
+
+        z_t = W_ih x_t + b_ih + b_hh + W_hh (h_{t-1} * recurrent_mask)      (B, G*H)
+        c_t = sigmoid(z_f) * c_{t-1} + sigmoid(z_i) * tanh(z_g)            (B, H)
+        h_t = sigmoid(z_o) * tanh(c_t)                                      (B, R)
+
+    then zoneout ``c_t = k c_{t-1} + (1 - k) c_t`` and padding (steps past ``lengths`` keep the state,
+    output zeros). Shapes: x (T, B, I), h0 (B, R), c0 (B, H); returns output (T, B, R), h_n, c_n and,
+    with ``record``, the gates dict of the reference (each (T, B, ·), zeros at padded steps).
+
+    Calls the reference loop instead when the C++ kernel cannot run them: the extension is not
+    built, tensors on another device or of another dtype than float32/float64, mixed dtypes,
+    or an empty sequence or batch.
+
+    Example::
+
+        >>> res = lstm_layer(torch.randn(5, 2, 3), torch.zeros(2, 4), torch.zeros(2, 4), weights, CellSpec())
+        >>> res.output.shape
+        torch.Size([5, 2, 4])
+    """
+    kwargs: dict[str, Any] = {
+        "lengths": lengths, "reverse": reverse, "recurrent_mask": recurrent_mask,
+        "zoneout_cell": zoneout_cell, "zoneout_hidden": zoneout_hidden, "record": record,
+    }
+    if not (_fast_path_ok(x, h0, c0, w) and is_available()):
+        return reference_layer(x, h0, c0, w, spec, **kwargs)
+
+    T, B = x.shape[0], x.shape[1]
+    H, R, G = c0.shape[-1], h0.shape[-1], spec.num_gates
+    n = len(spec.sigmoid_gates)
+    _expect("h0", h0, (B, R))
+    _expect("c0", c0, (B, H))
+    _expect("weight_ih", w.weight_ih, (G * H, x.shape[2]))
+    _expect("weight_hh", w.weight_hh, (G * H, R))
+    if w.weight_hr is not None:
+        _expect("weight_hr", w.weight_hr, (R, H))
+    elif R != H:
+        raise ValueError(f"h0 has size {R} but c0 has {H}: a projection needs weight_hr of shape ({R}, {H})")
+    if spec.peephole:
+        _expect("weight_ch", w.weight_ch, (n * H,))
+    if spec.full_gate_recurrence:
+        _expect("weight_gg", w.weight_gg, (n * H, n * H))
+    if spec.layer_norm:
+        sizes = {"ln_ih_weight": G * H, "ln_hh_weight": G * H, "ln_cell_weight": H, "ln_cell_bias": H}
+        for name, size in sizes.items():
+            _expect(name, getattr(w, name), (size,))
+    if lengths is not None:
+        _expect("lengths", lengths, (B,))
+        lengths = lengths.to(device="cpu", dtype=torch.int64)
+
+    if reverse:
+        x = reverse_padded(x, lengths)
+        if isinstance(zoneout_cell, Tensor):
+            zoneout_cell = reverse_padded(zoneout_cell.expand(T, B, H), lengths)
+        if isinstance(zoneout_hidden, Tensor):
+            zoneout_hidden = reverse_padded(zoneout_hidden.expand(T, B, R), lengths)
+    zc_mask = _mask("zoneout_cell", zoneout_cell, (T, B, H), x)
+    zh_mask = _mask("zoneout_hidden", zoneout_hidden, (T, B, R), x)
+    rec_mask = _mask("recurrent_mask", recurrent_mask, (B, R), x)
+    zc = -1.0 if zoneout_cell is None or isinstance(zoneout_cell, Tensor) else float(zoneout_cell)
+    zh = -1.0 if zoneout_hidden is None or isinstance(zoneout_hidden, Tensor) else float(zoneout_hidden)
+
+    bias = w.bias_ih + w.bias_hh if (w.bias_ih is not None and w.bias_hh is not None) else None
+    if spec.layer_norm:
+        zx = F.layer_norm(F.linear(x, w.weight_ih), (G * H,), w.ln_ih_weight, bias, LN_EPS)  # (T, B, G*H)
+    else:
+        zx = F.linear(x, w.weight_ih, bias)  # (T, B, G*H)
+    clip = float(spec.cell_clip) if spec.cell_clip is not None else -1.0
+    hs, cs, acts = _Recurrence.apply(
+        (_config(spec, H), clip, zc, zh), zx, h0, c0, w.weight_hh,
+        w.weight_hr, w.weight_ch if spec.peephole else None, w.weight_gg if spec.full_gate_recurrence else None,
+        w.ln_hh_weight if spec.layer_norm else None, w.ln_cell_weight if spec.layer_norm else None,
+        w.ln_cell_bias if spec.layer_norm else None, rec_mask, zc_mask, zh_mask, lengths,
+    )
+
+    valid = None
+    if lengths is not None:
+        steps = torch.arange(T).unsqueeze(1)
+        valid = (steps < lengths.unsqueeze(0)).unsqueeze(-1).to(x.dtype)  # (T, B, 1)
+    output = hs[1:] if valid is None else hs[1:] * valid
+    gates = _gates(spec, acts, cs, output if valid is not None else hs[1:], H, valid) if record else None
+    if reverse:
+        output = reverse_padded(output, lengths)
+        if gates is not None:
+            gates = {k: reverse_padded(v, lengths) for k, v in gates.items()}
+    return LayerResult(output, hs[T], cs[T], gates)
+
+
+def _gates(spec: CellSpec, acts: Tensor, cs: Tensor, hidden: Tensor, H: int, valid: Tensor | None) -> dict[str, Tensor]:
+    """The recorded gates in :class:`lstmkit.functional.CellGates` order, zero at padded steps."""
+    block = {name: acts[..., k * H : (k + 1) * H] for k, name in enumerate(spec.gates)}
+    if spec.coupled:
+        block["forget"] = 1.0 - block["input"]
+    out = {name: block[name] for name in ("input", "forget", "candidate", "output") if name in block}
+    out["cell"] = cs[1:]
+    if valid is not None:
+        out = {k: v * valid for k, v in out.items()}
+    out["hidden"] = hidden  # already masked
+    return out
