@@ -414,6 +414,22 @@ def test_forecast_windows_and_normalisation(tmp_path) -> None:
     assert same_batch(again.test_set(), test)
 
 
+def test_forecast_horizon(tmp_path) -> None:
+    rows = series_rows(50)
+    path = write_csv(tmp_path / "s.csv", rows)
+    task = make_task("forecast", csv_file=path, target="y", window=4, horizon=3)
+    mean_y, std_y = task.config()["mean"][1], task.config()["std"][1]
+    batch = task.sample(30, gen(11))
+    for i in range(30):
+        r = int(batch.extra["row"][i])
+        assert r >= 4 + 3 - 1
+        assert math.isclose(float(batch.inputs[i, -1, 1]), (rows[r - 3][2] - mean_y) / std_y, rel_tol=1e-5)
+        assert math.isclose(float(batch.inputs[i, 0, 1]), (rows[r - 6][2] - mean_y) / std_y, rel_tol=1e-5)
+        assert float(batch.extra["last"][i]) == rows[r - 3][2] and float(batch.extra["truth"][i]) == rows[r][2]
+    m = task.metrics(torch.zeros(len(task.test_set()), 1), task.test_set())
+    assert math.isclose(m["naive_mae"], 6.0, rel_tol=1e-9)  # y = 2 i + 1, three rows ahead
+
+
 def test_forecast_features_argument(tmp_path) -> None:
     path = write_csv(tmp_path / "s.csv", series_rows(30))
     task = make_task("forecast", csv_file=path, target="y", features=["b"], window=2)
@@ -433,7 +449,7 @@ def test_forecast_bad_csv(tmp_path) -> None:
     bad = write_csv(tmp_path / "bad.csv", rows)
     with pytest.raises(ValueError, match=r"data row 9, column 'y': 'n/a' is not a number"):
         make_task("forecast", csv_file=bad, target="y")
-    with pytest.raises(ValueError, match="too few rows for window=24: 30 data rows"):
+    with pytest.raises(ValueError, match="too few rows for window=24, horizon=1: 30 data rows"):
         make_task("forecast", csv_file=path, target="y", window=24)
     ragged = tmp_path / "r.csv"
     ragged.write_text("a,y\n1,2\n3\n", encoding="utf-8")

@@ -1,15 +1,16 @@
-"""One-step-ahead forecasting of a column of a CSV time series.
+"""Forecasting a column of a CSV time series, ``horizon`` steps ahead (default: the next row).
 
 Rows are time steps in file order. The first ``1 - val_fraction - test_fraction`` of the rows
 train, the next ``val_fraction`` validate, the last ``test_fraction`` test (chronological, no
 shuffling across the split). Every feature is normalised with the mean and standard deviation of
-the training rows only. A window of ``window`` rows predicts the target in the next row::
+the training rows only. A window of ``window`` rows predicts the target ``horizon`` rows after
+its last row (h = horizon, w = window)::
 
-    inputs  z[r - window .. r - 1, features]        z = (value - mean) / std   (training stats)
-    target  z[r, target]                            r in the split's rows, r >= window
+    inputs  z[r - h - w + 1 .. r - h, features]     z = (value - mean) / std   (training stats)
+    target  z[r, target]                            r in the split's rows, r >= w + h - 1
 
-Metrics are reported in the CSV's own units, next to the naive forecast "tomorrow equals
-today" (the target's last value in the window) on the same windows.
+Metrics are reported in the CSV's own units, next to the naive forecast "the future equals the
+last value seen" (the target's last value in the window) on the same windows.
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ def read_csv_columns(path: str) -> tuple[list[str], list[list[str]]]:
 
 
 class ForecastTask(Task):
-    """Predict the next value of ``target`` from the last ``window`` rows of a CSV time series.
+    """Predict ``target`` ``horizon`` rows ahead from the last ``window`` rows of a CSV time series.
 
     Inputs (B, window, F) float32, normalised features (the target is always one of them);
     targets (B, 1) the normalised next target value; readout "last": the model emits (B, 1).
@@ -95,6 +96,7 @@ class ForecastTask(Task):
         target: str,
         features: list[str] | None = None,
         window: int = 24,
+        horizon: int = 1,
         val_fraction: float = 0.15,
         test_fraction: float = 0.15,
         mean: list[float] | None = None,
@@ -104,6 +106,8 @@ class ForecastTask(Task):
             raise TypeError(f"csv_file must be a path; got {csv_file!r}")
         self.csv_file = os.fspath(csv_file)
         self.window = check_int("window", window, 1)
+        self.horizon = check_int("horizon", horizon, 1)
+        self._first = self.window + self.horizon - 1  # first row that can be a target
         for name, frac in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
             if isinstance(frac, bool) or not isinstance(frac, (int, float)) or not 0.0 < frac < 1.0:
                 raise ValueError(f"{name} must be a number in (0, 1); got {frac!r}")
@@ -143,11 +147,12 @@ class ForecastTask(Task):
         n = len(rows)
         self.n_train = int(n * (1.0 - self.val_fraction - self.test_fraction))
         self.n_val_end = int(n * (1.0 - self.test_fraction))
-        # every split needs one window: the first target row of the train split is `window`
-        if self.n_train <= self.window or self.n_val_end <= self.n_train or n <= self.n_val_end:
-            need = math.ceil((self.window + 1) / (1.0 - self.val_fraction - self.test_fraction))
+        # every split needs one window: the first target row of the train split is `window + horizon - 1`
+        if self.n_train <= self._first or self.n_val_end <= self.n_train or n <= self.n_val_end:
+            need = math.ceil((self._first + 1) / (1.0 - self.val_fraction - self.test_fraction))
             raise ValueError(
-                f"{where}: too few rows for window={self.window}: {n} data rows; need at least about "
+                f"{where}: too few rows for window={self.window}, horizon={self.horizon}: {n} data rows; "
+                "need at least about "
                 f"{max(need, 3)} so that train, validation and test each hold a window"
             )
 
@@ -170,20 +175,21 @@ class ForecastTask(Task):
 
     # ------------------------------------------------------------------ data
     def _windows(self, rows: Tensor) -> Batch:
-        offsets = rows.unsqueeze(1) - self.window + torch.arange(self.window)  # (B, window)
+        end = rows - self.horizon  # last input row of each window
+        offsets = end.unsqueeze(1) - self.window + 1 + torch.arange(self.window)  # (B, window)
         inputs = self._z[offsets]  # (B, window, F)
         targets = self._z[rows, self.target_index].unsqueeze(1)  # (B, 1)
         index = rows.numpy()
-        last = torch.from_numpy(self.data[index - 1, self.target_index])  # (B,) float64, original units
+        last = torch.from_numpy(self.data[index - self.horizon, self.target_index])  # (B,) float64, original units
         truth = torch.from_numpy(self.data[index, self.target_index])
         lengths = torch.full((len(rows),), self.window, dtype=torch.int64)
         return Batch(inputs, targets, lengths, None, {"row": rows, "last": last, "truth": truth})
 
     def sample(self, batch_size: int, generator: torch.Generator) -> Batch:
-        """``batch_size`` random training windows (target rows ``window .. n_train - 1``)."""
+        """``batch_size`` random training windows (target rows ``window + horizon - 1 .. n_train - 1``)."""
         b = check_batch_size(batch_size)
         gen = check_generator(generator)
-        return self._windows(torch.randint(self.window, self.n_train, (b,), generator=gen))
+        return self._windows(torch.randint(self._first, self.n_train, (b,), generator=gen))
 
     def validation_set(self) -> Batch:
         """Every window whose target row lies in the validation split, in time order."""
@@ -239,6 +245,7 @@ class ForecastTask(Task):
             "target": self.target,
             "features": list(self.features),
             "window": self.window,
+            "horizon": self.horizon,
             "val_fraction": self.val_fraction,
             "test_fraction": self.test_fraction,
             "mean": [float(v) for v in self.mean],
