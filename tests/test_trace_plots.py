@@ -106,3 +106,16 @@ def test_inspect_model_validates(tmp_path) -> None:
         record_gates(torch.nn.LSTM(2, 4), torch.randn(2, 5, 2))
     with pytest.raises(ValueError, match="sequence"):
         inspect_model(model, torch.randn(2, 5, 2), None, tmp_path, sequence=2)
+
+
+def test_example_script_writes_the_readme_pictures(tmp_path, capsys) -> None:
+    from lstmkit.trace import example
+
+    x, y = example.marked_sign_batch(6, 20, torch.Generator().manual_seed(0))
+    assert x.shape == (6, 20, 2) and x[..., 1].sum(1).tolist() == [1.0] * 6
+    marked = x[..., 0][x[..., 1] == 1.0]
+    assert torch.equal(y, (marked > 0).float())
+    assert example.main(["--out", str(tmp_path), "--steps", "3", "--seq-len", "12"]) == 0
+    assert "test accuracy after 3 steps" in capsys.readouterr().out
+    assert_picture(tmp_path / "gates_l0.png", 900, 900)
+    assert json.loads((tmp_path / "summary.json").read_text())["max_steps"] == 12

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from .summary import GATES, MemoryHorizon, TraceSummary, batch_major, sequence_lengths, summarize, valid_mask
 
@@ -162,6 +163,7 @@ def plot_memory_horizon(
         ax.axvline(median, color="black", linestyle="--", label=f"median {median:.1f} steps")
     ax.set_xlabel(f"steps until the product of forget gates from step {horizon.start} falls below 1/e")
     ax.set_ylabel("units")
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_title(title, fontsize=11)
     ax.legend(fontsize=9)
     return _finish(fig, path, dpi)
