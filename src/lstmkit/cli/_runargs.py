@@ -29,6 +29,7 @@ TASK_FLAGS: dict[str, tuple[str, ...]] = {
 
 MODEL_FIELDS = ("hidden", "layers", "bidirectional", "proj_size", "dropout", "forget_bias", "recurrent_dropout",
                 "zoneout", "weight_drop", "baseline", "embedding_dim")
+LSTM_ONLY = ("proj_size", "forget_bias", "recurrent_dropout", "zoneout", "weight_drop", "spec")
 OPTIM_FIELDS = ("optimizer", "lr", "momentum", "weight_decay", "batch_size", "steps", "eval_every", "log_every",
                 "checkpoint_every")
 
@@ -169,7 +170,11 @@ def build_config(args: argparse.Namespace, task_name: str, task: Any, task_args:
     else:
         model_kw, optim_kw = dict(vars(base.model)), dict(vars(base.optim))
         seed = base.seed
-    model_kw.update(explicit(args, MODEL_FIELDS))
+    given = explicit(args, MODEL_FIELDS)
+    if base is None and given.get("baseline", "lstm") != "lstm":
+        for name in LSTM_ONLY:  # task defaults tuned for the LSTM do not apply to torch's RNN/GRU
+            model_kw.pop(name, None)
+    model_kw.update(given)
     if getattr(args, "bidirectional", False):
         model_kw["bidirectional"] = True
     if "spec" in vars(args) and args.spec is not None:

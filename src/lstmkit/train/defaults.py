@@ -18,7 +18,7 @@ COMMON: dict[str, Any] = {
 """Used for every task, then updated by the task's own entry in :data:`TASK_DEFAULTS`."""
 
 TASK_DEFAULTS: dict[str, dict[str, Any]] = {
-    "adding": {"hidden": 32, "lr": 3e-3, "batch_size": 32, "steps": 6000, "eval_every": 200, "forget_bias": 1.0},
+    "adding": {"hidden": 32, "lr": 3e-3, "batch_size": 32, "steps": 6000, "eval_every": 100, "forget_bias": 5.0},
     "copy": {"hidden": 64, "lr": 3e-3, "batch_size": 32, "steps": 4000, "eval_every": 200},
     "order": {"hidden": 32, "lr": 3e-3, "batch_size": 32, "steps": 4000, "eval_every": 200},
     "reber": {"hidden": 16, "lr": 1e-2, "batch_size": 32, "steps": 1000, "eval_every": 100},
