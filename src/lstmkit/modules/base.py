@@ -100,3 +100,13 @@ def bernoulli_mask(shape: tuple[int, ...], p: float, like: Tensor, generator: to
     """A 0/1 mask of the input's dtype and device, each entry 1 with probability ``p``."""
     probs = torch.full(shape, p, dtype=like.dtype, device=like.device)
     return torch.bernoulli(probs, generator=generator)
+
+
+def script_unsupported(name: str, untyped: str) -> RuntimeError:
+    """The error ``torch.jit.script`` meets on lstmkit's modules (raised from ``__prepare_scriptable__``)."""
+    return RuntimeError(
+        f"torch.jit.script cannot compile lstmkit.{name}: its forward is Python that TorchScript does not "
+        f"type ({untyped}, and the CellSpec dataclass that picks the equations). Use "
+        "torch.jit.trace(model.eval(), example_inputs) or torch.export.export(model.eval(), example_inputs) "
+        "instead: both record the evaluation-mode computation for the example's shapes."
+    )

@@ -85,6 +85,11 @@ class LSTMCell(nn.Module):
         """torch's initialisation (see :func:`lstmkit.modules.base.reset`)."""
         base.reset(self, self.spec, self.hidden_size, [""], self.forget_bias)
 
+    def __prepare_scriptable__(self) -> nn.Module:
+        """Called by ``torch.jit.script`` before compiling: refuses with the reason and what to use."""
+        why = "batched or unbatched input, optional states with previous gates"
+        raise base.script_unsupported(type(self).__name__, why)
+
     def extra_repr(self) -> str:
         s = f"{self.input_size}, {self.hidden_size}"
         if not self.bias:

@@ -19,6 +19,12 @@ from . import base, validate
 LSTMState = tuple[Tensor, Tensor]
 
 
+def _capturing_graph() -> bool:
+    """True inside ``torch.jit.trace`` or ``torch.export``: they record tensor operations, and the
+    compiled kernel is one opaque extension call, so the layer runs on the reference loop there."""
+    return torch.jit.is_tracing() or torch.compiler.is_exporting()
+
+
 class LSTM(nn.Module):
     r"""A stack of LSTM layers with the arguments, returns and ``state_dict`` of ``torch.nn.LSTM``.
 
@@ -140,6 +146,11 @@ class LSTM(nn.Module):
         """torch's initialisation (see :func:`lstmkit.modules.base.reset`)."""
         base.reset(self, self.spec, self.hidden_size, self._suffixes, self.forget_bias)
 
+    def __prepare_scriptable__(self) -> nn.Module:
+        """Called by ``torch.jit.script`` before compiling: refuses with the reason and what to use."""
+        why = "a PackedSequence or tensor input, optional states, the kernel choice"
+        raise base.script_unsupported(type(self).__name__, why)
+
     def extra_repr(self) -> str:
         s = f"{self.input_size}, {self.hidden_size}"
         defaults = {"num_layers": 1, "bias": True, "batch_first": False, "dropout": 0.0,
@@ -246,6 +257,8 @@ class LSTM(nn.Module):
         # zoneout acts at every step in evaluation too (as its expectation)
         per_step = (self.training and self.recurrent_dropout > 0) or self.zoneout != (0.0, 0.0)
         kernel = kernels.choose(self.spec, record=return_gates, per_step_regularised=per_step)
+        if kernel == "compiled" and _capturing_graph():
+            kernel = "reference"  # jit.trace / torch.export cannot see inside the C++ kernel
         trace = None
         if kernel == "native":
             data = x if (batched or packed) else x.unsqueeze(1 if not self.batch_first else 0)
