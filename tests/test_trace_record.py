@@ -77,8 +77,12 @@ def hand_model(model: lstmkit.LSTM, spec: str, x: torch.Tensor, lengths: list[in
     return result
 
 
+STEP_KERNELS = ["reference"] + (["compiled"] if kernels.available()["compiled"] else [])
+
+
+@pytest.mark.parametrize("kernel", STEP_KERNELS)
 @pytest.mark.parametrize("spec", ["vanilla", "peephole", "cifg"])
-def test_packed_bidirectional_two_layers_match_hand_stepped(spec: str) -> None:
+def test_packed_bidirectional_two_layers_match_hand_stepped(spec: str, kernel: str) -> None:
     torch.manual_seed(1)
     model = lstmkit.LSTM(3, 4, num_layers=2, bidirectional=True, batch_first=True, spec=spec, dtype=torch.float64)
     if spec == "peephole":
@@ -89,7 +93,8 @@ def test_packed_bidirectional_two_layers_match_hand_stepped(spec: str) -> None:
     lengths = [3, 6, 1, 5]  # unsorted on purpose
     x = torch.randn(4, 6, 3, dtype=torch.float64)
     packed = pack_padded_sequence(x, torch.tensor(lengths), batch_first=True, enforce_sorted=False)
-    out, (h_n, c_n), trace = model(packed, return_gates=True)
+    with kernels.use(kernel):
+        out, (h_n, c_n), trace = model(packed, return_gates=True)
     expected = hand_model(model, spec, x, lengths)
 
     assert torch.equal(trace.lengths, torch.tensor(lengths))  # the caller's batch order
