@@ -104,3 +104,26 @@ def test_bad_checkpoint_and_task(run_dir, tmp_path, capsys) -> None:
     assert "unknown task" in capsys.readouterr().err
     assert main(["inspect", str(run_dir), "--sequence", "99", "--max-sequences", "4", "--out", str(tmp_path)]) == 2
     assert "--sequence must be in [0, 4)" in capsys.readouterr().err
+
+
+def _saved(tmp_path, **model_args):
+    config = RunConfig(task="adding", task_args=TASK_ARGS, model=ModelConfig(output_size=1, **model_args))
+    save_checkpoint(tmp_path / "run", build_model(config.model, seed=1), None, config, {"step": 0})
+    return tmp_path / "run"
+
+
+def test_inspect_embeds_token_ids(tmp_path, capsys) -> None:
+    run = _saved(tmp_path, input_size=1, vocab_size=5, embedding_dim=4, hidden=6)
+    np.save(tmp_path / "ids.npy", np.array([[0, 1, 2, 3, 4, 1], [4, 4, 3, 2, 1, 0]], dtype=np.int64))
+    assert main(["inspect", str(run), "--input", str(tmp_path / "ids.npy"), "--out", str(tmp_path / "o")]) == 0
+    data = json.loads((tmp_path / "o" / "summary.json").read_text())
+    assert data["sequences"] == 2 and data["max_steps"] == 6
+    np.save(tmp_path / "big.npy", np.array([0, 7]))
+    assert main(["inspect", str(run), "--input", str(tmp_path / "big.npy"), "--out", str(tmp_path / "o")]) == 2
+    assert "token ids must be in [0, 5)" in capsys.readouterr().err
+
+
+def test_inspect_refuses_a_gru_baseline(tmp_path, capsys) -> None:
+    run = _saved(tmp_path, input_size=2, hidden=4, baseline="gru")
+    assert main(["inspect", str(run), "--out", str(tmp_path / "o")]) == 2
+    assert "torch.nn.GRU" in capsys.readouterr().err
