@@ -43,10 +43,12 @@ class GateTrace:
 
     @property
     def num_layers(self) -> int:
+        """L, the number of recorded layers."""
         return len(self.layers)
 
     @property
     def num_directions(self) -> int:
+        """D, 2 for a bidirectional model, else 1."""
         return len(self.layers[0]) if self.layers else 0
 
     def get(self, name: str, layer: int = -1, direction: int = 0) -> Tensor:
