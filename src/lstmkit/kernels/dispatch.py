@@ -44,7 +44,7 @@ def available() -> dict[str, bool]:
 
 def _compiled_available() -> bool:
     try:
-        from . import compiled  # noqa: F401  (built on first use)
+        from . import compiled
     except ImportError:
         return False
     return compiled.is_available()

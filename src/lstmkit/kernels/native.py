@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from torch import Tensor, _VF
+from torch import _VF, Tensor
 
 
 def native_lstm(
