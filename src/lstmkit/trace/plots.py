@@ -58,7 +58,7 @@ def _finish(fig: Figure, path: str | Path | None, dpi: int) -> Figure:
 
 def _where(trace: GateTrace, layer: int, direction: int) -> str:
     k = layer % trace.num_layers if trace.num_layers else layer
-    return f"layer {k}, {'reverse' if direction == 1 else 'forward'}"
+    return f"layer {k}, {'reverse (runs right to left)' if direction == 1 else 'forward'}"
 
 
 def _check_sequence(trace: GateTrace, sequence: int) -> int:
