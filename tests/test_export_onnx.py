@@ -209,8 +209,18 @@ def test_bad_inputs_are_refused(tmp_path: Path) -> None:
 def test_mismatch_with_pytorch_raises(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     model = _model()
     monkeypatch.setattr(onnx_export, "TOLERANCE", -1.0)  # nothing can pass
-    with pytest.raises(RuntimeError, match="onnxruntime's output differs from PyTorch's by"):
+    with pytest.raises(RuntimeError, match=r"onnxruntime's output differs from PyTorch's by .*float32 rounding"):
         lstmkit.export_onnx(model, tmp_path / "m.onnx", _x(model, T=3, B=2))
+
+
+def test_atol_loosens_or_tightens_the_check(tmp_path: Path) -> None:
+    model = _model(spec="layernorm")
+    x = _x(model, T=5, B=2)
+    assert lstmkit.export_onnx(model, tmp_path / "m.onnx", x, atol=1e-3).max_abs_diff <= 1e-3
+    with pytest.raises(RuntimeError, match=r"more than atol=0.0"):
+        lstmkit.export_onnx(model, tmp_path / "m.onnx", x, atol=0.0)
+    with pytest.raises(ValueError, match="atol must be a non-negative number or None; got -1"):
+        lstmkit.export_onnx(model, tmp_path / "m.onnx", x, atol=-1)
 
 
 def test_import_lstmkit_does_not_import_onnx() -> None:

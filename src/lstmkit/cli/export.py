@@ -28,6 +28,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--batch", type=int, default=2, help="batch size of the example input (default 2)")
     p.add_argument("--time", type=int, default=8, help="sequence length of the example input (default 8)")
     p.add_argument("--with-states", action="store_true", help="add initial states h0, c0 as graph inputs")
+    p.add_argument("--atol", type=float, help="largest onnxruntime-vs-PyTorch difference accepted (default 1e-5)")
     p.add_argument("--scan", action="store_true", help="use Scan over time even where the ONNX LSTM operator fits")
     p.set_defaults(func=run_export)
 
@@ -62,7 +63,8 @@ def run_export(args: argparse.Namespace) -> int:
         example = (x, (h0, torch.randn(LD, B, core.hidden_size, generator=g, dtype=p.dtype)))
     try:
         result = export_onnx(
-            core, args.onnx, example, opset=args.opset, dynamic=not args.static, use_lstm_op=not args.scan
+            core, args.onnx, example, opset=args.opset, dynamic=not args.static, use_lstm_op=not args.scan,
+            atol=args.atol,
         )
     except (ValueError, TypeError, ImportError, RuntimeError, OSError) as err:
         raise CLIError(str(err)) from None

@@ -117,6 +117,7 @@ def export_onnx(
     opset: int | None = None,
     dynamic: bool = True,
     use_lstm_op: bool = True,
+    atol: float | None = None,
 ) -> OnnxExport:
     """Write ``model`` as an ONNX graph to ``path``, check it, and verify it with onnxruntime.
 
@@ -134,7 +135,8 @@ def export_onnx(
 
     Raises ValueError when the model cannot be expressed (random regularisers in training mode,
     packed input), ImportError without onnx, RuntimeError when onnxruntime's outputs differ from
-    PyTorch's by more than 1e-5.
+    PyTorch's by more than ``atol`` (default 1e-5; layer norm in float32 over long sequences
+    rounds differently in any two implementations: export in float64 or pass a larger ``atol``).
 
     Example::
 
@@ -144,6 +146,8 @@ def export_onnx(
     """
     if not isinstance(model, LSTM):
         raise TypeError(f"export_onnx expects a lstmkit.LSTM; got {type(model).__name__}")
+    if atol is not None and (isinstance(atol, bool) or not isinstance(atol, (int, float)) or not atol >= 0):
+        raise ValueError(f"atol must be a non-negative number or None; got {atol!r}")
     x, hx = _split_example(example_input)
     reasons = unexportable_reasons(model)
     if reasons:
@@ -177,7 +181,8 @@ def export_onnx(
     feeds = {"input": x}
     if hx is not None:
         feeds.update(h0=hx[0], c0=hx[1])
-    diff = _verify(path, feeds, (expected_out, expected_h, expected_c))
+    tolerance = TOLERANCE if atol is None else float(atol)
+    diff = _verify(path, feeds, (expected_out, expected_h, expected_c), tolerance)
     return OnnxExport(path, "lstm-op" if op_path else "scan", opset, diff)
 
 
@@ -274,7 +279,7 @@ def _write_atomic(onnx: Any, proto: Any, path: Path) -> None:
         raise
 
 
-def _verify(path: Path, feeds: dict[str, Tensor], expected: tuple[Tensor, ...]) -> float | None:
+def _verify(path: Path, feeds: dict[str, Tensor], expected: tuple[Tensor, ...], tolerance: float) -> float | None:
     """Run the file with onnxruntime and compare with PyTorch; None without onnxruntime."""
     try:
         import onnxruntime as ort
@@ -291,9 +296,11 @@ def _verify(path: Path, feeds: dict[str, Tensor], expected: tuple[Tensor, ...]) 
         if ours_np.shape != theirs.shape:
             raise RuntimeError(f"onnxruntime's {name} has shape {theirs.shape}, PyTorch's {ours_np.shape} ({path})")
         diff = float(np.max(np.abs(ours_np - theirs))) if ours_np.size else 0.0
-        if not diff <= TOLERANCE:
+        if not diff <= tolerance:
+            hint = " (float32 rounding? export in float64 or pass a larger atol)" if ours.dtype == torch.float32 else ""
             raise RuntimeError(
-                f"onnxruntime's {name} differs from PyTorch's by {diff:.3g} (more than {TOLERANCE}) in {path}"
+                f"onnxruntime's {name} differs from PyTorch's by {diff:.3g} (more than atol={tolerance}) "
+                f"in {path}{hint}"
             )
         worst = max(worst, diff)
     return worst
