@@ -156,6 +156,15 @@ def test_static_shapes_when_not_dynamic(tmp_path: Path) -> None:
     assert dims == ["", "", ""]
 
 
+def test_float64_takes_the_scan_form(tmp_path: Path) -> None:
+    model = _model(spec="peephole", bidirectional=True).double()
+    x = _x(model, T=4, B=2).double()
+    result = lstmkit.export_onnx(model, tmp_path / "m.onnx", x)
+    assert result.graph == "scan" and result.max_abs_diff is not None and result.max_abs_diff < 1e-10
+    with pytest.raises(RuntimeError, match="onnxruntime could not run"):  # its LSTM kernel has no float64
+        lstmkit.export_onnx(model, tmp_path / "m.onnx", x, use_lstm_op=True)
+
+
 def test_float64_and_other_opset(tmp_path: Path) -> None:
     model = _model(spec="layernorm").double()
     x = _x(model, T=4, B=2).double()

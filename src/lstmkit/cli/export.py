@@ -63,8 +63,8 @@ def run_export(args: argparse.Namespace) -> int:
         example = (x, (h0, torch.randn(LD, B, core.hidden_size, generator=g, dtype=p.dtype)))
     try:
         result = export_onnx(
-            core, args.onnx, example, opset=args.opset, dynamic=not args.static, use_lstm_op=not args.scan,
-            atol=args.atol,
+            core, args.onnx, example, opset=args.opset, dynamic=not args.static,
+            use_lstm_op=False if args.scan else None, atol=args.atol,
         )
     except (ValueError, TypeError, ImportError, RuntimeError, OSError) as err:
         raise CLIError(str(err)) from None

@@ -116,7 +116,7 @@ def export_onnx(
     *,
     opset: int | None = None,
     dynamic: bool = True,
-    use_lstm_op: bool = True,
+    use_lstm_op: bool | None = None,
     atol: float | None = None,
 ) -> OnnxExport:
     """Write ``model`` as an ONNX graph to ``path``, check it, and verify it with onnxruntime.
@@ -124,7 +124,8 @@ def export_onnx(
     The graph computes, for every layer and direction, the cell of ``model.spec`` (see
     :mod:`lstmkit.spec`), e.g. for the default spec ``c_t = f_t * c_{t-1} + i_t * g_t``,
     ``h_t = o_t * tanh(c_t)``. Cells the ONNX ``LSTM`` operator computes (default, peepholes,
-    CIFG; no projection, no zoneout) become one ``LSTM`` node per layer (when ``use_lstm_op``);
+    CIFG; no projection, no zoneout) become one ``LSTM`` node per layer when ``use_lstm_op`` is
+    True, or None (the default) and the model is float32 (onnxruntime's ``LSTM`` has no float64);
     every other spec becomes a ``Scan`` over time per layer-direction.
 
     Graph inputs: ``input`` (T, B, I) ((B, T, I) with batch_first); ``h0`` (L*D, B, R) and
@@ -162,6 +163,8 @@ def export_onnx(
 
     from .onnx_graph import GraphBuilder, lstm_op_expresses
 
+    if use_lstm_op is None:
+        use_lstm_op = x.dtype == torch.float32
     op_path = use_lstm_op and lstm_op_expresses(model.spec) and model.proj_size == 0 and model.zoneout == (0.0, 0.0)
     dtype = np.dtype(np.float64 if x.dtype == torch.float64 else np.float32)
     g = GraphBuilder(dtype, [], {})
