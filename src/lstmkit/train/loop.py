@@ -118,8 +118,8 @@ def evaluate(model: nn.Module, task: Task, batch: Batch | None = None, chunk: in
 
 
 def main_metric(metrics: dict[str, float]) -> str:
-    """The metric shown in the progress bar and the curve: accuracy when the task has one."""
-    for name in ("accuracy", "mse", "bpc", "mae"):
+    """The metric shown in the progress bar and the curve (bits per character, accuracy, ...)."""
+    for name in ("bpc", "accuracy", "mse", "mae"):
         if name in metrics:
             return name
     return "loss"
