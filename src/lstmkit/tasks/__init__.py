@@ -39,6 +39,12 @@ def make_task(name: str, **kwargs: object) -> Task:
     """Build the task called ``name`` with constructor arguments ``kwargs`` (e.g. ``config()``).
 
     Unknown names and unknown arguments raise a ValueError/TypeError that lists the valid ones.
+
+    Example::
+
+        >>> task = make_task("order", variant="6b")
+        >>> task.output_size, make_task(task.name, **task.config()).config() == task.config()
+        (8, True)
     """
     if name not in TASKS:
         raise ValueError(f"unknown task {name!r}; expected one of {sorted(TASKS)}")

@@ -30,13 +30,19 @@ UNKNOWN = "\ufffd"
 
 
 def default_text() -> str:
-    """The help topics of the running Python (``pydoc_data.topics``), about 0.5 MB of English and code."""
+    """The help topics of the running Python (``pydoc_data.topics``), about 0.5 MB of English and code.
+
+    Example::
+
+        >>> len(default_text()) > 100_000
+        True
+    """
     from pydoc_data.topics import topics
 
     return "\n\n".join(topics[key] for key in sorted(topics))
 
 
-def read_text(path: str) -> str:
+def _read_text(path: str) -> str:
     """The file's text, or a one-line ValueError naming the file and the problem."""
     if not os.path.exists(path):
         raise ValueError(f"text_file {path!r}: no such file")
@@ -102,7 +108,7 @@ class CharLMTask(Task):
             raise TypeError(f"text_file must be a path or None; got {text_file!r}")
         self.text_file = None if text_file is None else os.fspath(text_file)
         source = "the Python help topics" if self.text_file is None else f"text_file {self.text_file!r}"
-        text = default_text() if self.text_file is None else read_text(self.text_file)
+        text = default_text() if self.text_file is None else _read_text(self.text_file)
 
         split = int(len(text) * (1.0 - self.holdout_fraction))
         need = self.seq_len + 1

@@ -36,7 +36,7 @@ def _number(text: str) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def read_csv_columns(path: str) -> tuple[list[str], list[list[str]]]:
+def _read_csv(path: str) -> tuple[list[str], list[list[str]]]:
     """Header and data rows of a CSV file, or a one-line ValueError naming the file and problem."""
     if not os.path.exists(path):
         raise ValueError(f"csv_file {path!r}: no such file")
@@ -116,7 +116,7 @@ class ForecastTask(Task):
         self.val_fraction, self.test_fraction = float(val_fraction), float(test_fraction)
         where = f"csv_file {self.csv_file!r}"
 
-        header, rows = read_csv_columns(self.csv_file)
+        header, rows = _read_csv(self.csv_file)
         if not isinstance(target, str) or target not in header:
             raise ValueError(f"{where}: no column {target!r}; columns are {header}")
         self.target = target

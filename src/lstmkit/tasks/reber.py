@@ -62,7 +62,14 @@ def _embedded_edges(state: tuple[str, object]) -> tuple[tuple[str, tuple[str, ob
 def embedded_reber_string(bits: list[int], more: Callable[[], list[int]]) -> tuple[str, list[frozenset[str]]]:
     """One string and, for each of its symbols but the last, the set of legal next symbols.
 
-    ``bits`` are fair coin flips consumed at each choice; ``more()`` returns further flips.
+    ``bits`` are fair coin flips (0 takes the first edge, 1 the second), consumed from the end
+    at each choice; ``more()`` returns further flips when they run out.
+
+    Example::
+
+        >>> text, legal = embedded_reber_string([0, 0, 1, 0, 0], lambda: [0])
+        >>> text, sorted(legal[0]), sorted(legal[-2])
+        ('BTBPVVETE', ['P', 'T'], ['T'])
     """
     state: tuple[str, object] = ("start", None)
     out: list[str] = []
