@@ -5,14 +5,9 @@
 //
 // float uses a branch-free exp (range reduction to 2^n * e^r, polynomial for e^r) that the
 // compiler can vectorise; double uses the C library for full precision.
-#pragma once
-
-#include <cmath>
-#include <cstdint>
-#include <cstring>
-
-namespace lstmkit {
-
+//
+// Included by kernel_impl.h inside one namespace per instruction set (no include guard on purpose);
+// <cmath>, <cstdint> and <cstring> must already be included.
 enum Activation : int { SIGMOID = 0, HARD_SIGMOID = 1, TANH = 2, IDENTITY = 3, RELU = 4, SOFTSIGN = 5 };
 
 // e^x for float, |relative error| ~ 2 ulp over [-87, 88] (inputs are clamped to that range).
@@ -113,4 +108,3 @@ inline void times_derivative(int code, const T* __restrict y, T* __restrict d, i
   }
 }
 
-}  // namespace lstmkit

@@ -1,0 +1,247 @@
+"""The compiled kernel equals the reference loop: outputs, states, recorded gates and every gradient."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import torch
+from torch.nn.utils.rnn import pack_padded_sequence
+
+import lstmkit
+from lstmkit import kernels
+from lstmkit.functional import LayerWeights
+from lstmkit.functional import lstm_layer as reference_layer
+from lstmkit.kernels import compiled
+from lstmkit.modules import base
+from lstmkit.spec import PRESETS, CellSpec
+
+T, B, I, H, P = 6, 3, 4, 5, 3
+LENGTHS = (6, 3, 1)
+
+
+def test_extension_builds() -> None:
+    # CI has a compiler and ninja: the kernel must build, never silently fall back.
+    assert compiled.is_available(), compiled._state["error"]
+    assert compiled.extension().isa() in ("avx2", "generic")
+
+
+@pytest.fixture(params=["default", "generic"])
+def isa(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Run a test on the instruction set the CPU picks, and again on the baseline code."""
+    assert compiled.is_available(), compiled._state["error"]
+    ext = compiled.extension()
+    before = ext.isa()
+    if request.param == "generic":
+        ext.set_isa("generic")
+    try:
+        yield ext.isa()
+    finally:
+        ext.set_isa(before)
+
+
+def make_weights(spec: CellSpec, proj: int, dtype: torch.dtype, gen: torch.Generator) -> LayerWeights:
+    shapes = base.param_shapes(spec, I, H, proj, True)
+    values = {k: (torch.rand(s, generator=gen, dtype=dtype) * 2 - 1) * 0.6 for k, s in shapes.items()}
+    if spec.layer_norm:
+        for k in ("ln_ih_weight", "ln_hh_weight", "ln_cell_weight"):
+            values[k] = 1 + 0.3 * torch.randn(shapes[k], generator=gen, dtype=dtype)
+        values["ln_cell_bias"] = 0.3 * torch.randn(shapes["ln_cell_bias"], generator=gen, dtype=dtype)
+    return LayerWeights(**values)
+
+
+def run(fn: Any, spec: CellSpec, w: LayerWeights, x: torch.Tensor, h0: torch.Tensor, c0: torch.Tensor,
+        options: dict[str, Any]) -> tuple[Any, tuple[torch.Tensor, ...]]:
+    """Forward, then gradients of a loss touching output, h_n, c_n and every recorded gate."""
+    leaves = [t.detach().clone().requires_grad_() for t in (x, h0, c0, *(t for t in w if t is not None))]
+    rest = iter(leaves[3:])
+    w2 = LayerWeights(*[next(rest) if t is not None else None for t in w])
+    res = fn(leaves[0], leaves[1], leaves[2], w2, spec, **options)
+    gen = torch.Generator().manual_seed(7)
+    loss = (res.output * torch.randn(res.output.shape, generator=gen, dtype=x.dtype)).sum()
+    loss = loss + (res.h_n**2).sum() + 0.7 * res.c_n.sum()
+    for value in (res.gates or {}).values():
+        loss = loss + (value * torch.randn(value.shape, generator=gen, dtype=x.dtype)).sum()
+    return res, torch.autograd.grad(loss, leaves)
+
+
+CASES: dict[str, dict[str, Any]] = {f"preset-{name}": {"spec": spec} for name, spec in PRESETS.items()}
+CASES.update({
+    "cell_clip": {"spec": CellSpec(cell_clip=0.4)},
+    "hard_sigmoid": {"spec": CellSpec(gate_activation="hard_sigmoid")},
+    "peephole+cifg": {"spec": CellSpec(peephole=True, coupled=True)},
+    "relu+softsign": {"spec": CellSpec(candidate_activation="relu", cell_activation="softsign")},
+    "tanh-gates": {"spec": CellSpec(gate_activation="tanh", cell_activation="identity")},
+    "nig+nog+peephole": {"spec": CellSpec(input_gate=False, output_gate=False, peephole=True)},
+    "nfg+peephole+clip": {"spec": CellSpec(forget_gate=False, peephole=True, cell_clip=0.5)},
+    "fgr+cifg+peephole": {"spec": CellSpec(full_gate_recurrence=True, coupled=True, peephole=True)},
+    "projection": {"spec": CellSpec(), "proj": P},
+    "projection+peephole+layernorm": {"spec": CellSpec(peephole=True, layer_norm=True), "proj": P},
+    "lengths": {"spec": CellSpec(peephole=True), "lengths": LENGTHS},
+    "reverse": {"spec": CellSpec(), "reverse": True},
+    "lengths+reverse": {"spec": CellSpec(peephole=True), "lengths": LENGTHS, "reverse": True},
+    "lengths+reverse+fgr": {"spec": CellSpec(full_gate_recurrence=True), "lengths": LENGTHS, "reverse": True},
+    "recurrent_mask": {"spec": CellSpec(), "recurrent_mask": True},
+    "zoneout-masks": {"spec": CellSpec(peephole=True), "zoneout": "mask"},
+    "zoneout-expectation": {"spec": CellSpec(), "zoneout": (0.3, 0.2)},
+    "zoneout+projection+lengths+reverse": {
+        "spec": CellSpec(), "zoneout": "mask", "proj": P, "lengths": LENGTHS, "reverse": True,
+    },
+    "layernorm+clip+zoneout+recurrent_mask": {
+        "spec": CellSpec(layer_norm=True, cell_clip=1.0), "zoneout": "mask", "recurrent_mask": True,
+    },
+})
+
+
+def compare(case: dict[str, Any], dtype: torch.dtype, record: bool = True) -> None:
+    spec: CellSpec = case["spec"]
+    proj = case.get("proj", 0)
+    R = proj or H
+    gen = torch.Generator().manual_seed(0)
+    w = make_weights(spec, proj, dtype, gen)
+    x = torch.randn(T, B, I, generator=gen, dtype=dtype)
+    h0 = torch.randn(B, R, generator=gen, dtype=dtype)
+    c0 = torch.randn(B, H, generator=gen, dtype=dtype)
+    options: dict[str, Any] = {"reverse": case.get("reverse", False), "record": record}
+    if "lengths" in case:
+        options["lengths"] = torch.tensor(case["lengths"])
+    if case.get("recurrent_mask"):
+        options["recurrent_mask"] = (torch.rand(B, R, generator=gen) > 0.3).to(dtype) / 0.7
+    zoneout = case.get("zoneout")
+    if zoneout == "mask":
+        options["zoneout_cell"] = (torch.rand(T, B, H, generator=gen) > 0.5).to(dtype)
+        options["zoneout_hidden"] = (torch.rand(T, B, R, generator=gen) > 0.5).to(dtype)
+    elif zoneout is not None:
+        options["zoneout_cell"], options["zoneout_hidden"] = zoneout
+
+    ref, ref_grads = run(reference_layer, spec, w, x, h0, c0, options)
+    out, out_grads = run(compiled.lstm_layer, spec, w, x, h0, c0, options)
+    if dtype == torch.float64:
+        tol = {"atol": 1e-10, "rtol": 1e-10}
+    else:  # layer norm divides by a small spread over H = 5 units, which scales float32 rounding up
+        tol = {"atol": 1e-4, "rtol": 1e-4} if spec.layer_norm else {"atol": 1e-5, "rtol": 1e-5}
+    torch.testing.assert_close(out.output, ref.output, **tol)
+    torch.testing.assert_close(out.h_n, ref.h_n, **tol)
+    torch.testing.assert_close(out.c_n, ref.c_n, **tol)
+    if record:
+        assert list(out.gates) == list(ref.gates)
+        for name in ref.gates:
+            torch.testing.assert_close(out.gates[name], ref.gates[name], **tol, msg=f"gate {name}")
+    else:
+        assert out.gates is None
+    names = ["x", "h0", "c0", *(f for f, t in zip(LayerWeights._fields, w, strict=True) if t is not None)]
+    assert len(out_grads) == len(names)
+    for name, got, want in zip(names, out_grads, ref_grads, strict=True):
+        torch.testing.assert_close(got, want, **tol, msg=f"gradient of {name}")
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["float64", "float32"])
+@pytest.mark.parametrize("name", list(CASES))
+def test_compiled_equals_reference(name: str, dtype: torch.dtype, isa: str) -> None:
+    compare(CASES[name], dtype)
+
+
+@pytest.mark.parametrize("name", ["preset-vanilla", "preset-layernorm", "lengths+reverse"])
+def test_compiled_without_recording(name: str) -> None:
+    compare(CASES[name], torch.float64, record=False)
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [CellSpec(), CellSpec(peephole=True, cell_clip=2.0), CellSpec(coupled=True, full_gate_recurrence=True),
+     CellSpec(layer_norm=True, output_gate=False)],
+    ids=["plain", "peephole+clip", "cifg+fgr", "layernorm+nog"],
+)
+def test_gradcheck(spec: CellSpec) -> None:
+    gen = torch.Generator().manual_seed(3)
+    w = make_weights(spec, 2, torch.float64, gen)
+    x = torch.randn(4, 2, I, generator=gen, dtype=torch.float64)
+    h0 = torch.randn(2, 2, generator=gen, dtype=torch.float64)
+    c0 = torch.randn(2, H, generator=gen, dtype=torch.float64)
+    zc = (torch.rand(4, 2, H, generator=gen) > 0.5).double()
+    present = [(f, t) for f, t in zip(LayerWeights._fields, w, strict=True) if t is not None]
+    inputs = tuple(t.requires_grad_() for t in (x, h0, c0, *(t for _, t in present)))
+
+    def fn(*args: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        weights = LayerWeights(**{f: a for (f, _), a in zip(present, args[3:], strict=True)})
+        res = compiled.lstm_layer(args[0], args[1], args[2], weights, spec, lengths=torch.tensor([4, 2]),
+                                  zoneout_cell=zc, record=True)
+        return (res.output, res.h_n, res.c_n, res.gates["candidate"])
+
+    assert torch.autograd.gradcheck(fn, inputs, eps=1e-6, atol=1e-7)
+
+
+def test_dispatch_picks_compiled() -> None:
+    assert kernels.choose(CellSpec(peephole=True), record=False, per_step_regularised=False) == "compiled"
+    assert kernels.choose(CellSpec(), record=True, per_step_regularised=False) == "compiled"
+    assert kernels.choose(CellSpec(), record=False, per_step_regularised=False) == "native"
+
+
+def _module_run(
+    model: lstmkit.LSTM, data: Any, kernel: str, seed: int
+) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    model.zero_grad()
+    model.generator = torch.Generator().manual_seed(seed)
+    with kernels.use(kernel):
+        out, (h, c), trace = model(data, return_gates=True)
+    out_t = out.data if hasattr(out, "batch_sizes") else out
+    loss = (out_t**2).sum() + h.sum() + (c * 0.5).sum() + trace.get("forget", layer=0, direction=1).sum()
+    loss.backward()
+    grads = [p.grad.clone() for p in model.parameters()]
+    values = [out_t, h, c, *(v for layer in trace.layers for d in layer for v in d.values())]
+    return values, grads
+
+
+@pytest.mark.parametrize(
+    "spec,kwargs",
+    [
+        ("peephole", {"proj_size": 3}),
+        ("layernorm", {"zoneout": (0.2, 0.1), "recurrent_dropout": 0.3}),
+        ("cifg", {"batch_first": True}),
+    ],
+)
+def test_module_compiled_equals_reference(spec: str, kwargs: dict[str, Any]) -> None:
+    torch.manual_seed(4)
+    model = lstmkit.LSTM(I, H, num_layers=2, bidirectional=True, spec=spec, dtype=torch.float64, **kwargs)
+    model.train()
+    shape = (B, T, I) if kwargs.get("batch_first") else (T, B, I)
+    x = torch.randn(*shape, dtype=torch.float64)
+    data: Any = x
+    if not kwargs.get("batch_first"):
+        data = pack_padded_sequence(x, torch.tensor([6, 4, 2]), enforce_sorted=False)
+    got, got_grads = _module_run(model, data, "compiled", seed=11)
+    want, want_grads = _module_run(model, data, "reference", seed=11)
+    assert len(got) == len(want) and len(got_grads) == len(want_grads)
+    for a, b in zip(got, want, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-10, rtol=1e-10)
+    for a, b in zip(got_grads, want_grads, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-10, rtol=1e-10)
+
+
+def test_falls_back_for_other_dtypes_and_empty_sequences() -> None:
+    gen = torch.Generator().manual_seed(5)
+    spec = CellSpec(peephole=True)
+    w32 = make_weights(spec, 0, torch.float32, gen)
+    w = LayerWeights(*[t.to(torch.bfloat16) if t is not None else None for t in w32])
+    x = torch.randn(T, B, I, generator=gen).to(torch.bfloat16)
+    h0 = torch.zeros(B, H, dtype=torch.bfloat16)
+    got = compiled.lstm_layer(x, h0, h0, w, spec, record=True)
+    want = reference_layer(x, h0, h0, w, spec, record=True)
+    assert torch.equal(got.output, want.output) and got.output.dtype == torch.bfloat16
+    empty = compiled.lstm_layer(x[:0], h0, h0, w, spec)
+    assert empty.output.shape == (0, B, H) and torch.equal(empty.h_n, h0)
+
+
+def test_shape_errors_name_expected_and_actual() -> None:
+    gen = torch.Generator().manual_seed(6)
+    spec = CellSpec(peephole=True)
+    w = make_weights(spec, 0, torch.float64, gen)
+    x = torch.randn(T, B, I, dtype=torch.float64)
+    h0 = torch.zeros(B, H, dtype=torch.float64)
+    with pytest.raises(ValueError, match=r"weight_ch must have shape \(15,\); got \(10,\)"):
+        compiled.lstm_layer(x, h0, h0, w._replace(weight_ch=w.weight_ch[:10]), spec)
+    with pytest.raises(ValueError, match=r"lengths must have shape \(3,\); got \(2,\)"):
+        compiled.lstm_layer(x, h0, h0, w, spec, lengths=torch.tensor([2, 1]))
+    with pytest.raises(ValueError, match="zoneout_cell must broadcast"):
+        compiled.lstm_layer(x, h0, h0, w, spec, zoneout_cell=torch.ones(2, 2, 2, dtype=torch.float64))
