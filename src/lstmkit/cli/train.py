@@ -31,7 +31,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--out", help="run directory (default: runs/TASK)")
     p.add_argument("--resume", metavar="DIR", help="continue the run saved in DIR (to a larger --steps if given)")
     p.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
-    p.add_argument("--threads", type=int, help="torch CPU threads")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch CPU threads per process (default: 1, the fastest for small recurrent models)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     _runargs.add_task_flags(p)
     _runargs.add_model_flags(p)
@@ -96,8 +97,21 @@ def run_train(args: argparse.Namespace) -> int:
         raise CLIError(str(err)) from None
     if int(os.environ.get("RANK", "0")) != 0:  # only the main process of a torchrun run prints
         return 0
-    print(json.dumps(summary(config, task, result), indent=1))
+    report = summary(config, task, result)
+    print(json.dumps(report, indent=1))
+    if not args.quiet:
+        print(headline(report), file=sys.stderr)
     return 0
+
+
+def headline(report: dict[str, Any]) -> str:
+    """One line: when the criterion was met (or not) and the test result, beside the paper's number."""
+    test = ", ".join(f"{k} {v:.4g}" for k, v in report["test"].items() if k != "loss")
+    paper = report.get("paper", {}).get("sequences_to_criterion")
+    ours = (f"criterion met after {report['sequences_to_criterion']:,} training sequences"
+            if report["solved"] else f"criterion not met in {report['sequences']:,} training sequences")
+    beside = f" (paper: {paper:,})" if isinstance(paper, int) else ""
+    return f"{report['task']} {report['task_args']}: {ours}{beside}; test {test}; {report['seconds']} s"
 
 
 def summary(config: RunConfig, task: Any, result: Any) -> dict[str, Any]:

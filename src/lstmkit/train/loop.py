@@ -292,7 +292,7 @@ def _progress(total: int, initial: int, disable: bool) -> Any:
         return None
     from tqdm import tqdm
 
-    return tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True, leave=True)
+    return tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True, leave=True, mininterval=0.5)
 
 
 def _write_lines(path: Path, rows: list[dict[str, Any]]) -> None:
