@@ -1,0 +1,153 @@
+"""The models being timed, each behind one callable that runs a forward or a training step.
+
+Every contender gets the same (T, B, I) input and the same sizes; "training" means
+``loss = output.sum(); loss.backward()`` in training mode, "forward" runs under ``torch.no_grad()``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+import lstmkit
+
+
+@dataclass(frozen=True)
+class Contender:
+    """A named model builder: ``build(I, H, layers, bidirectional)`` -> runner(x, train) -> output."""
+
+    name: str  # label in the tables
+    build: Callable[[int, int, int, bool], Callable[[Tensor, bool], Tensor]]
+    single_layer_only: bool = False  # hand-written loops cover one layer, one direction
+
+
+def _module_runner(
+    model: nn.Module, train_mode_forward: bool = False, **call: object
+) -> Callable[[Tensor, bool], Tensor]:
+    def run(x: Tensor, train: bool) -> Tensor:
+        model.train(train or train_mode_forward)
+        out = model(x, **call)
+        return out[0]
+
+    return run
+
+
+def torch_lstm(I: int, H: int, L: int, bi: bool) -> Callable[[Tensor, bool], Tensor]:
+    return _module_runner(nn.LSTM(I, H, L, bidirectional=bi))
+
+
+def lstmkit_lstm(
+    spec: str | None = None, gates: bool = False, per_step: dict[str, float] | None = None
+) -> Callable[[int, int, int, bool], Callable[[Tensor, bool], Tensor]]:
+    def build(I: int, H: int, L: int, bi: bool) -> Callable[[Tensor, bool], Tensor]:
+        model = lstmkit.LSTM(I, H, L, bidirectional=bi, spec=spec, **(per_step or {}))
+        call = {"return_gates": True} if gates else {}
+        # zoneout and recurrent dropout are timed in training mode for the forward pass too
+        return _module_runner(model, train_mode_forward=bool(per_step), **call)
+
+    return build
+
+
+@torch.jit.script
+def _scripted_layer(
+    x: Tensor, h: Tensor, c: Tensor, w_ih: Tensor, w_hh: Tensor, bias: Tensor
+) -> tuple[Tensor, Tensor, Tensor]:
+    """TorchScript LSTM layer: one GEMM for the input projection, then a scripted step loop."""
+    x_proj = torch.matmul(x, w_ih.t()) + bias  # (T, B, 4H)
+    w_hh_t = w_hh.t()
+    hs: list[Tensor] = []
+    for t in range(x.size(0)):
+        z = torch.addmm(x_proj[t], h, w_hh_t)
+        zi, zf, zg, zo = z.chunk(4, 1)
+        c = torch.sigmoid(zf) * c + torch.sigmoid(zi) * torch.tanh(zg)
+        h = torch.sigmoid(zo) * torch.tanh(c)
+        hs.append(h)
+    return torch.stack(hs), h, c
+
+
+class ScriptedLSTM(nn.Module):
+    """One layer whose time loop is TorchScript (the style of PyTorch's fastrnns benchmarks)."""
+
+    def __init__(self, I: int, H: int) -> None:
+        super().__init__()
+        ref = nn.LSTM(I, H)
+        self.w_ih = nn.Parameter(ref.weight_ih_l0.detach().clone())
+        self.w_hh = nn.Parameter(ref.weight_hh_l0.detach().clone())
+        self.bias = nn.Parameter((ref.bias_ih_l0 + ref.bias_hh_l0).detach().clone())
+        self.hidden_size = H
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        h = x.new_zeros(x.shape[1], self.hidden_size)
+        return _scripted_layer(x, h, h, self.w_ih, self.w_hh, self.bias)
+
+
+def scripted(I: int, H: int, L: int, bi: bool) -> Callable[[Tensor, bool], Tensor]:
+    return _module_runner(ScriptedLSTM(I, H))
+
+
+class SeedLoop(nn.Module):
+    """The founding document's four-Linear cell stepped in a Python loop."""
+
+    def __init__(self, I: int, H: int) -> None:
+        super().__init__()
+        self.cell = lstmkit.SeedLSTMCell(I, H)
+        self.hidden_size = H
+
+    def forward(self, x: Tensor) -> tuple[Tensor]:
+        h = c = x.new_zeros(x.shape[1], self.hidden_size)
+        outs = []
+        for t in range(x.shape[0]):
+            h, c = self.cell(x[t], (h, c))
+            outs.append(h)
+        return (torch.stack(outs),)
+
+
+def seed_loop(I: int, H: int, L: int, bi: bool) -> Callable[[Tensor, bool], Tensor]:
+    return _module_runner(SeedLoop(I, H))
+
+
+BASELINE = "torch.nn.LSTM"
+ZONEOUT = 0.1
+RECURRENT_DROPOUT = 0.25
+
+CONTENDERS: tuple[Contender, ...] = (
+    Contender(BASELINE, torch_lstm),
+    Contender("lstmkit plain", lstmkit_lstm()),
+    Contender("lstmkit return_gates", lstmkit_lstm(gates=True)),
+    Contender("lstmkit peephole", lstmkit_lstm("peephole")),
+    Contender("lstmkit cifg", lstmkit_lstm("cifg")),
+    Contender("lstmkit layernorm", lstmkit_lstm("layernorm")),
+    Contender("lstmkit zoneout", lstmkit_lstm(per_step={"zoneout": ZONEOUT})),
+    Contender("lstmkit recurrent_dropout", lstmkit_lstm(per_step={"recurrent_dropout": RECURRENT_DROPOUT})),
+    Contender("seed cell, Python loop", seed_loop, single_layer_only=True),
+    Contender("TorchScript loop", scripted, single_layer_only=True),
+)
+"""Everything timed on the main grid, in table order."""
+
+TARGETS: dict[str, tuple[float | None, float]] = {
+    # name: (max forward ratio or None, max training ratio), ratios to torch.nn.LSTM
+    "lstmkit return_gates": (1.3, 1.5),
+    "lstmkit peephole": (1.3, 1.5),
+    "lstmkit cifg": (1.3, 1.5),
+    "lstmkit layernorm": (None, 2.0),
+    "lstmkit zoneout": (None, 2.0),
+    "lstmkit recurrent_dropout": (None, 2.0),
+}
+"""The speed goals of the compiled kernel."""
+
+
+def by_name(names: list[str]) -> list[Contender]:
+    """The contenders with these names, in table order."""
+    return [c for c in CONTENDERS if c.name in names]
+
+
+def lstm_flops(T: int, B: int, I: int, H: int, layers: int = 1, directions: int = 1) -> float:
+    """Multiply-add FLOPs (2 per MAC) of the GEMMs of a forward pass: 2 T B 4H (I + H) per layer-direction."""
+    total = 0.0
+    for k in range(layers):
+        inp = I if k == 0 else directions * H
+        total += directions * 2.0 * T * B * 4 * H * (inp + H)
+    return total
