@@ -124,11 +124,11 @@ def summary(config: RunConfig, task: Any, result: Any) -> dict[str, Any]:
     }
     paper = dict(getattr(task, "paper", {}) or {})
     if paper:
-        key = str(getattr(task, "T", getattr(task, "seq_len", "")))
+        keys = [str(getattr(task, a)) for a in ("T", "variant", "seq_len") if hasattr(task, a)]
         table = paper.get("training_sequences_to_solve")
         out["paper"] = {"source": paper.get("source"), "criterion": paper.get("criterion")}
-        if isinstance(table, dict) and key in table:
-            out["paper"]["sequences_to_criterion"] = table[key]
+        if isinstance(table, dict) and any(k in table for k in keys):
+            out["paper"]["sequences_to_criterion"] = table[next(k for k in keys if k in table)]
         elif table is not None and not isinstance(table, dict):
             out["paper"]["sequences_to_criterion"] = table
     return out

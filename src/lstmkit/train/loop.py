@@ -119,7 +119,7 @@ def evaluate(model: nn.Module, task: Task, batch: Batch | None = None, chunk: in
 
 def main_metric(metrics: dict[str, float]) -> str:
     """The metric shown in the progress bar and the curve (bits per character, accuracy, ...)."""
-    for name in ("bpc", "accuracy", "mse", "mae"):
+    for name in ("bpc", "string_accuracy", "correct", "accuracy", "mse", "mae"):
         if name in metrics:
             return name
     return "loss"
