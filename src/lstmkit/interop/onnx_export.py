@@ -189,7 +189,9 @@ def export_onnx(
     return OnnxExport(path, "lstm-op" if op_path else "scan", opset, diff)
 
 
-def _build(g: Any, model: LSTM, x: Tensor, with_states: bool, dynamic: bool, op_path: bool) -> tuple[list, list]:
+def _build(
+    g: Any, model: LSTM, x: Tensor, with_states: bool, dynamic: bool, op_path: bool
+) -> tuple[list[Any], list[Any]]:
     """Add every node to ``g``; returns the graph's input and output value infos."""
     from .onnx_graph import lstm_op_layer, scan_layer
 
@@ -213,7 +215,7 @@ def _build(g: Any, model: LSTM, x: Tensor, with_states: bool, dynamic: bool, op_
         if size not in zeros:
             batch = g.op("Gather", [g.op("Shape", [seq]), g.const("axis1", [1], np.int64)], axis=0)
             shape = g.op("Concat", [batch, g.const("size", [size], np.int64)], axis=0)
-            value = onnx_zero(g)
+            value = _zero_value(g)
             zeros[size] = g.op("ConstantOfShape", [shape], "zeros", value=value)
         return zeros[size]
 
@@ -257,7 +259,7 @@ def _build(g: Any, model: LSTM, x: Tensor, with_states: bool, dynamic: bool, op_
     return inputs, outputs
 
 
-def onnx_zero(g: Any) -> Any:
+def _zero_value(g: Any) -> Any:
     from onnx import helper
 
     return helper.make_tensor("value", g.elem_type, [1], [0.0])
