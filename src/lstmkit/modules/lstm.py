@@ -22,7 +22,8 @@ LSTMState = tuple[Tensor, Tensor]
 def _capturing_graph() -> bool:
     """True inside ``torch.jit.trace`` or ``torch.export``: they record tensor operations, and the
     compiled kernel is one opaque extension call, so the layer runs on the reference loop there."""
-    return torch.jit.is_tracing() or torch.compiler.is_exporting()
+    exporting = getattr(torch.compiler, "is_exporting", None)  # torch >= 2.5
+    return torch.jit.is_tracing() or (exporting is not None and exporting())
 
 
 class LSTM(nn.Module):
