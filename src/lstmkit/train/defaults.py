@@ -19,9 +19,9 @@ COMMON: dict[str, Any] = {
 
 TASK_DEFAULTS: dict[str, dict[str, Any]] = {
     "adding": {"hidden": 32, "lr": 3e-3, "batch_size": 32, "steps": 6000, "eval_every": 100, "forget_bias": 5.0},
-    "copy": {"hidden": 64, "lr": 3e-3, "batch_size": 32, "steps": 4000, "eval_every": 200},
-    "order": {"hidden": 32, "lr": 3e-3, "batch_size": 32, "steps": 4000, "eval_every": 200},
-    "reber": {"hidden": 16, "lr": 1e-2, "batch_size": 32, "steps": 1000, "eval_every": 100},
+    "copy": {"hidden": 64, "lr": 3e-3, "batch_size": 32, "steps": 8000, "eval_every": 200, "forget_bias": 3.0},
+    "order": {"hidden": 32, "lr": 1e-2, "batch_size": 32, "steps": 8000, "eval_every": 100, "forget_bias": 3.0},
+    "reber": {"hidden": 16, "lr": 3e-3, "batch_size": 32, "steps": 6000, "eval_every": 100},
     "charlm": {"hidden": 128, "lr": 3e-3, "batch_size": 32, "steps": 2000, "eval_every": 200, "embedding_dim": 32},
     "forecast": {"hidden": 32, "lr": 3e-3, "batch_size": 32, "steps": 1500, "eval_every": 100},
 }
