@@ -163,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run the benchmark; returns the process exit code."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="a small subset (under a minute)")
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/out"), help="folder for results.json/results.md")
+    parser.add_argument("--out", type=Path, default=Path("runs/bench"), help="folder for results.json/results.md")
     parser.add_argument("--reps", type=int, help="repetitions per case (default 5, quick 3)")
     parser.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's choice)")
     args = parser.parse_args(argv)

@@ -245,3 +245,23 @@ def test_shape_errors_name_expected_and_actual() -> None:
         compiled.lstm_layer(x, h0, h0, w, spec, lengths=torch.tensor([2, 1]))
     with pytest.raises(ValueError, match="zoneout_cell must broadcast"):
         compiled.lstm_layer(x, h0, h0, w, spec, zoneout_cell=torch.ones(2, 2, 2, dtype=torch.float64))
+
+
+# ------------------------------------------------------------------ benchmark harness plumbing
+def test_bench_cli_rejects_bad_repetitions(capsys: pytest.CaptureFixture[str]) -> None:
+    from lstmkit.cli import main
+
+    assert main(["bench", "--reps", "0"]) == 2
+    assert "--reps must be at least 1; got 0" in capsys.readouterr().err
+
+
+def test_benchmark_helpers() -> None:
+    from benchmarks.contenders import lstm_flops
+    from benchmarks.timing import interleaved_medians
+
+    calls: list[str] = []
+    medians = interleaved_medians({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, reps=3, warmup=1)
+    assert set(medians) == {"a", "b"} and all(v >= 0 for v in medians.values())
+    assert calls == ["a", "b", "a", "b", "b", "a", "a", "b"]  # warm-up, then rotating order
+    assert lstm_flops(10, 2, 3, 4) == 2.0 * 10 * 2 * 16 * 7
+    assert lstm_flops(10, 2, 3, 4, layers=2, directions=2) == 2 * 2.0 * 10 * 2 * 16 * 7 + 2 * 2.0 * 10 * 2 * 16 * 12
