@@ -265,3 +265,22 @@ def test_benchmark_helpers() -> None:
     assert calls == ["a", "b", "a", "b", "b", "a", "a", "b"]  # warm-up, then rotating order
     assert lstm_flops(10, 2, 3, 4) == 2.0 * 10 * 2 * 16 * 7
     assert lstm_flops(10, 2, 3, 4, layers=2, directions=2) == 2 * 2.0 * 10 * 2 * 16 * 7 + 2 * 2.0 * 10 * 2 * 16 * 12
+
+
+def test_batch_split_across_threads() -> None:
+    # a batch large enough for at::parallel_for to split the rows into chunks (grain = 16384 / (G*H) rows)
+    spec = CellSpec(peephole=True, layer_norm=True, full_gate_recurrence=True)
+    gen = torch.Generator().manual_seed(8)
+    shapes = base.param_shapes(spec, 3, 4, 0, True)
+    w = LayerWeights(**{k: torch.rand(s, generator=gen, dtype=torch.float64) - 0.5 for k, s in shapes.items()})
+    x = torch.randn(3, 2100, 3, generator=gen, dtype=torch.float64)
+    h0 = torch.randn(2100, 4, generator=gen, dtype=torch.float64)
+    lengths = torch.randint(1, 4, (2100,), generator=gen)
+    zc = (torch.rand(3, 2100, 4, generator=gen) > 0.5).double()
+    options = {"lengths": lengths, "zoneout_cell": zc, "record": True}
+    ref, ref_grads = run(reference_layer, spec, w, x, h0, h0, options)
+    out, out_grads = run(compiled.lstm_layer, spec, w, x, h0, h0, options)
+    torch.testing.assert_close(out.output, ref.output, atol=1e-10, rtol=1e-10)
+    torch.testing.assert_close(out.gates["forget"], ref.gates["forget"], atol=1e-10, rtol=1e-10)
+    for got, want in zip(out_grads, ref_grads, strict=True):
+        torch.testing.assert_close(got, want, atol=1e-10, rtol=1e-10)
