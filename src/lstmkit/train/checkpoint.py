@@ -69,12 +69,19 @@ def atomic_write(path: str | os.PathLike[str], data: bytes | str) -> None:
 
 # ------------------------------------------------------------------ RNG states
 def encode_rng(state: torch.Tensor) -> str:
-    """A ``torch`` RNG state (uint8 tensor) as base64 text."""
+    """A ``torch`` RNG state (uint8 tensor) as base64 text.
+
+    Example::
+
+        >>> state = torch.get_rng_state()
+        >>> torch.equal(decode_rng(encode_rng(state)), state)
+        True
+    """
     return base64.b64encode(state.numpy().tobytes()).decode("ascii")
 
 
 def decode_rng(text: str) -> torch.Tensor:
-    """Inverse of :func:`encode_rng`."""
+    """Inverse of :func:`encode_rng`: base64 text -> uint8 tensor (see its example)."""
     return torch.frombuffer(bytearray(base64.b64decode(text)), dtype=torch.uint8).clone()
 
 
@@ -90,6 +97,10 @@ def save_checkpoint(
 
     ``state`` is JSON-ready loop state and must hold ``step``; the torch RNG state is added.
     Optimiser tensors go into the safetensors file, its param groups and scalars into state.json.
+
+    Example::
+
+        >>> save_checkpoint("runs/x", model, optimizer, config, {"step": 100})   # doctest: +SKIP
     """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -116,7 +127,13 @@ def save_checkpoint(
 
 # ------------------------------------------------------------------ load
 def checkpoint_path(path: str | os.PathLike[str]) -> Path:
-    """The checkpoint file of a run directory (or ``path`` itself when it is a file)."""
+    """The checkpoint file of a run directory (or ``path`` itself when it is a file).
+
+    Example::
+
+        >>> checkpoint_path("runs/adding")         # doctest: +SKIP
+        PosixPath('runs/adding/checkpoint.safetensors')
+    """
     path = Path(path)
     if path.is_dir():
         path = path / CHECKPOINT
@@ -126,7 +143,13 @@ def checkpoint_path(path: str | os.PathLike[str]) -> Path:
 
 
 def read_config(path: str | os.PathLike[str]) -> RunConfig:
-    """The :class:`RunConfig` in a ``config.json``; errors name the file."""
+    """The :class:`RunConfig` in a ``config.json``; errors name the file.
+
+    Example::
+
+        >>> read_config("runs/adding/config.json").model.hidden   # doctest: +SKIP
+        32
+    """
     path = Path(path)
     try:
         data = json.loads(path.read_text())
@@ -139,7 +162,14 @@ def read_config(path: str | os.PathLike[str]) -> RunConfig:
 
 
 def read_checkpoint(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """Tensors and metadata of a checkpoint file, refusing truncated or foreign files."""
+    """Tensors and metadata of a checkpoint file, refusing truncated or foreign files.
+
+    Example::
+
+        >>> tensors, meta = read_checkpoint("runs/adding")   # doctest: +SKIP
+        >>> meta["step"], tensors["model.head.weight"].shape   # doctest: +SKIP
+        ('1900', torch.Size([1, 32]))
+    """
     path = checkpoint_path(path)
     data = path.read_bytes()
     where = f"checkpoint {path} is corrupted or truncated"
@@ -215,6 +245,12 @@ def load_checkpoint(
     Refuses (ValueError naming the fields) a checkpoint whose config differs from ``config``
     in anything but :data:`~lstmkit.train.config.RESUMABLE_FIELDS`, and a ``state.json`` that
     does not belong to the checkpoint next to it. Restores the torch RNG state.
+
+    Example::
+
+        >>> state = load_checkpoint("runs/x", model, optimizer, config)   # doctest: +SKIP
+        >>> state["step"]                                                  # doctest: +SKIP
+        100
     """
     run_dir = Path(run_dir)
     file = checkpoint_path(run_dir)

@@ -12,7 +12,13 @@ from .checkpoint import atomic_write
 
 
 def read_metrics(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
-    """The JSON lines of a ``metrics.jsonl`` (missing file: empty list); errors name the file."""
+    """The JSON lines of a ``metrics.jsonl`` (missing file: empty list); errors name the file.
+
+    Example::
+
+        >>> read_metrics("runs/adding/metrics.jsonl")[-1]["step"]   # doctest: +SKIP
+        1900
+    """
     path = Path(path)
     if not path.exists():
         return []

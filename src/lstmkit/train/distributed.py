@@ -41,7 +41,13 @@ class DistInfo:
 
 def init_from_env() -> DistInfo:
     """Join the process group that ``torchrun`` describes in the environment (or one already
-    initialised); a single process (no ``WORLD_SIZE`` or ``WORLD_SIZE=1``) gets ``DistInfo()``."""
+    initialised); a single process (no ``WORLD_SIZE`` or ``WORLD_SIZE=1``) gets ``DistInfo()``.
+
+    Example::
+
+        >>> init_from_env().world_size   # doctest: +SKIP
+        1
+    """
     if dist.is_available() and dist.is_initialized():
         return DistInfo(dist.get_rank(), dist.get_world_size(), False)
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -55,14 +61,26 @@ def init_from_env() -> DistInfo:
 
 
 def wrap(model: nn.Module, info: DistInfo) -> nn.Module:
-    """``DistributedDataParallel(model)`` when several processes train, else ``model``."""
+    """``DistributedDataParallel(model)`` when several processes train, else ``model``.
+
+    Example::
+
+        >>> wrap(model, DistInfo()) is model   # doctest: +SKIP
+        True
+    """
     if not info.active:
         return model
     return nn.parallel.DistributedDataParallel(model)
 
 
 def mean_over_ranks(value: float, info: DistInfo) -> float:
-    """The mean of a float over all processes (the value itself when alone)."""
+    """The mean of a float over all processes (the value itself when alone).
+
+    Example::
+
+        >>> mean_over_ranks(0.5, DistInfo())
+        0.5
+    """
     if not info.active:
         return value
     t = torch.tensor([value], dtype=torch.float64)
@@ -71,7 +89,13 @@ def mean_over_ranks(value: float, info: DistInfo) -> float:
 
 
 def any_rank(flag: bool, info: DistInfo) -> bool:
-    """True when ``flag`` is True on at least one process (so all stop at the same step)."""
+    """True when ``flag`` is True on at least one process (so all stop at the same step).
+
+    Example::
+
+        >>> any_rank(True, DistInfo())
+        True
+    """
     if not info.active:
         return flag
     t = torch.tensor([1 if flag else 0], dtype=torch.int64)

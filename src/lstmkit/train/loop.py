@@ -78,7 +78,13 @@ def seed_of(seed: int, step: int, stream: int = 0) -> int:
 
 
 def make_optimizer(model: nn.Module, config: RunConfig) -> torch.optim.Optimizer:
-    """The optimiser named by ``config.optim`` over ``model``'s parameters."""
+    """The optimiser named by ``config.optim`` over ``model``'s parameters.
+
+    Example::
+
+        >>> make_optimizer(model, config)   # doctest: +SKIP
+        Adam (...)
+    """
     o = config.optim
     params = model.parameters()
     if o.optimizer == "adam":
@@ -89,7 +95,12 @@ def make_optimizer(model: nn.Module, config: RunConfig) -> torch.optim.Optimizer
 
 
 def check_fits(task: Task, config: RunConfig) -> None:
-    """Refuse a model config whose sizes or readout do not match the task's."""
+    """Refuse (ValueError naming both) a model config whose sizes or readout do not match the task's.
+
+    Example::
+
+        >>> check_fits(make_task("adding"), config)   # doctest: +SKIP
+    """
     m = config.model
     want = {"readout": task.readout, "output_size": task.output_size, "vocab_size": task.vocab_size}
     if task.vocab_size is None:
@@ -118,7 +129,13 @@ def evaluate(model: nn.Module, task: Task, batch: Batch | None = None, chunk: in
 
 
 def main_metric(metrics: dict[str, float]) -> str:
-    """The metric shown in the progress bar and the curve (bits per character, accuracy, ...)."""
+    """The metric shown in the progress bar and the curve (bits per character, accuracy, ...).
+
+    Example::
+
+        >>> main_metric({"loss": 0.1, "accuracy": 0.9})
+        'accuracy'
+    """
     for name in ("bpc", "string_accuracy", "correct", "accuracy", "mse", "mae"):
         if name in metrics:
             return name
@@ -163,6 +180,7 @@ def train(
 
     Example::
 
+        >>> from lstmkit.train.config import ModelConfig, OptimConfig, RunConfig
         >>> cfg = RunConfig(task="adding", task_args={"T": 30}, model=ModelConfig(2, 1, hidden=16),
         ...                 optim=OptimConfig(lr=1e-2, steps=50))
         >>> train(cfg, "runs/tiny", quiet=True).step    # doctest: +SKIP
