@@ -74,6 +74,17 @@ def test_spec_flags_and_baseline_reach_the_model(tmp_path: Path, capsys: pytest.
     assert isinstance(model.lstm, torch.nn.GRU) and config.optim.steps == 3  # ceil(20 / 8)
 
 
+def test_stacked_bidirectional_projected_model(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["train", *TINY, "--steps", "2", "--layers", "2", "--bidirectional", "--proj-size", "4", "--dropout",
+            "0.1", "--recurrent-dropout", "0.1", "--weight-drop", "0.2", "--optimizer", "rmsprop", "--momentum",
+            "0.5", "--clip", "0", "--out", str(tmp_path / "s")]
+    assert run_cli(argv, capsys)[0] == 0
+    model, config = load_run(tmp_path / "s")
+    lstm = model.lstm
+    assert (lstm.num_layers, lstm.bidirectional, lstm.proj_size, lstm.dropout) == (2, True, 4, 0.1)
+    assert model.head.in_features == 8 and config.optim.clip is None and config.optim.optimizer == "rmsprop"
+
+
 def test_resume_with_other_model_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     run = str(tmp_path / "r")
     assert run_cli(["train", *TINY, "--steps", "4", "--out", run], capsys)[0] == 0
