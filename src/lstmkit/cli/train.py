@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ..tasks.base import Task
 from ..train import checkpoint
 from ..train.config import RunConfig
 from . import _runargs
@@ -86,7 +87,9 @@ def run_train(args: argparse.Namespace) -> int:
         elif run_dir.exists() and not run_dir.is_dir():
             raise CLIError(f"--out {run_dir} is a file, not a directory")
     if not args.quiet:
-        print(f"run {run_dir}: {config.task} {config.task_args}", file=sys.stderr)
+        print(f"run {run_dir}: {config.task}, {config.model.baseline} H={config.model.hidden}, "
+              f"{config.optim.optimizer} lr={config.optim.lr}, batch {config.optim.batch_size}, "
+              f"up to {config.optim.steps} steps", file=sys.stderr)
     try:
         result = train(config, run_dir, task=task, resume=bool(args.resume), quiet=args.quiet)
     except TrainingInterrupted as stop:
@@ -108,10 +111,14 @@ def headline(report: dict[str, Any]) -> str:
     """One line: when the criterion was met (or not) and the test result, beside the paper's number."""
     test = ", ".join(f"{k} {v:.4g}" for k, v in report["test"].items() if k != "loss")
     paper = report.get("paper", {}).get("sequences_to_criterion")
-    ours = (f"criterion met after {report['sequences_to_criterion']:,} training sequences"
-            if report["solved"] else f"criterion not met in {report['sequences']:,} training sequences")
+    if not report.get("has_criterion", True):
+        ours = f"{report['sequences']:,} training sequences (the task has no success criterion)"
+    else:
+        ours = (f"criterion met after {report['sequences_to_criterion']:,} training sequences"
+                if report["solved"] else f"criterion not met in {report['sequences']:,} training sequences")
     beside = f" (paper: {paper:,})" if isinstance(paper, int) else ""
-    return f"{report['task']} {report['task_args']}: {ours}{beside}; test {test}; {report['seconds']} s"
+    args = " ".join(f"{k}={v}" for k, v in report["task_args"].items() if len(repr(v)) <= 40)
+    return f"{report['task']} {args}: {ours}{beside}; test {test}; {report['seconds']} s"
 
 
 def summary(config: RunConfig, task: Any, result: Any) -> dict[str, Any]:
@@ -121,6 +128,7 @@ def summary(config: RunConfig, task: Any, result: Any) -> dict[str, Any]:
         "steps": result.step, "sequences": result.sequences, "test": result.test,
         "solved": result.solved_at is not None, "sequences_to_criterion": result.solved_at,
         "seconds": round(result.elapsed, 1),
+        "has_criterion": type(task).solved is not Task.solved,
     }
     paper = dict(getattr(task, "paper", {}) or {})
     if paper:

@@ -299,10 +299,14 @@ def _run(
                          elapsed0 + time.perf_counter() - t0, interrupted)
     if info.is_main:
         plot_curve(read_metrics(metrics_file), run_dir / CURVE, metric or "loss",
-                   title=f"{config.task} {config.task_args} - {config.model.baseline} H={config.model.hidden}")
+                   title=f"{config.task} {_short(config.task_args)} - {config.model.baseline} H={config.model.hidden}")
     if interrupted:
         raise TrainingInterrupted(result)
     return result
+
+
+def _short(args: dict[str, Any]) -> str:
+    return " ".join(f"{k}={v}" for k, v in args.items() if len(repr(v)) <= 40 and k not in ("test_seed", "test_size"))
 
 
 def _progress(total: int, initial: int, disable: bool) -> Any:
