@@ -143,7 +143,7 @@ def main_metric(metrics: dict[str, float]) -> str:
 
 
 class _Interrupt:
-    """Turns SIGINT into a flag checked between steps (main thread only)."""
+    """Turns the first SIGINT into a flag checked between steps (main thread only)."""
 
     def __init__(self) -> None:
         self.flag = False
@@ -156,6 +156,7 @@ class _Interrupt:
 
     def _handle(self, signum: int, frame: Any) -> None:
         self.flag = True
+        signal.signal(signal.SIGINT, self._old)  # a second Ctrl-C stops at once (files stay whole)
 
     def __exit__(self, *exc: object) -> None:
         if self._old is not None:
