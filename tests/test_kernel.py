@@ -29,16 +29,19 @@ def test_extension_builds() -> None:
 
 @pytest.fixture(params=["default", "generic"])
 def isa(request: pytest.FixtureRequest) -> Iterator[str]:
-    """Run a test on the instruction set the CPU picks, and again on the baseline code."""
+    """Run a test on the instruction set and GEMM the CPU picks, and again on the baseline loops
+    with plain ``at::mm`` (no packed weights)."""
     assert compiled.is_available(), compiled._state["error"]
     ext = compiled.extension()
     before = ext.isa()
     if request.param == "generic":
         ext.set_isa("generic")
+        ext.set_packed_gemm(False)
     try:
         yield ext.isa()
     finally:
         ext.set_isa(before)
+        ext.set_packed_gemm(True)
 
 
 def make_weights(spec: CellSpec, proj: int, dtype: torch.dtype, gen: torch.Generator) -> LayerWeights:

@@ -51,8 +51,8 @@ std::vector<Tensor> forward_impl(const Config& cf, const Tensor& zx, const Tenso
   Tensor fg = cf.fgr ? at::empty({B, nH}, opts) : Tensor();
   Tensor hin = rec_mask.defined() ? at::empty({B, R}, opts) : Tensor();
   Tensor hproj = proj ? at::empty({B, R}, opts) : Tensor();
-  // transposed copies (R, G*H) etc.: the per-step GEMMs then read row-major operands (faster at small B)
-  Tensor w_hh_t = w_hh.t().contiguous();
+  // rec = h W_hh^T with W_hh packed once (MKL, float32) or a transposed copy (R, G*H)
+  const PackedRight rec_gemm(w_hh, /*trans=*/true, B, GH, R);
   Tensor w_gg_t = cf.fgr ? w_gg.t().contiguous() : Tensor();
   Tensor w_hr_t = proj ? w_hr.t().contiguous() : Tensor();
 
@@ -85,9 +85,9 @@ std::vector<Tensor> forward_impl(const Config& cf, const Tensor& zx, const Tenso
     Tensor h_prev = hs[t];
     if (hin.defined()) {
       at::mul_out(hin, h_prev, rec_mask);
-      at::mm_out(rec, hin, w_hh_t);
+      rec_gemm.mm(rec, hin);
     } else {
-      at::mm_out(rec, h_prev, w_hh_t);
+      rec_gemm.mm(rec, h_prev);
     }
     if (cf.fgr) at::mm_out(fg, pg[t], w_gg_t);
 
@@ -295,6 +295,7 @@ std::vector<Tensor> backward_impl(const Config& cf, const Tensor& d_hs, const Te
   const T clip = T(cf.clip);
   std::vector<T> ones(H, T(1));
   const T* one = ones.data();
+  const PackedRight back_gemm(w_hh, /*trans=*/false, B, R, GH);  // dRec_t (B, G*H) @ W_hh (G*H, R)
 
   for (int64_t t = TT - 1; t >= 0; --t) {
     // dh = d loss / d h_t (state after zoneout and padding); split into the step's share and
@@ -467,7 +468,7 @@ std::vector<Tensor> backward_impl(const Config& cf, const Tensor& d_hs, const Te
     });
 
     // d loss / d h_{t-1} = (dRec_t W_hh) * mask + direct path
-    at::mm_out(dh_rec, dRec[t], w_hh);
+    back_gemm.mm(dh_rec, dRec[t]);
     for (int64_t b = 0; b < B; ++b) {
       T* d = dh_p + b * R;
       const T* g = dhr_p + b * R;

@@ -78,6 +78,56 @@ inline std::vector<int64_t> step_counts(const OptTensor& lengths, int64_t B, int
   return len;
 }
 
+
+// ---------------------------------------------------------------------- packed weights (float)
+// MKL's packed GEMM, when the torch build exports it (x86 builds link MKL into libtorch_cpu): the
+// recurrent weight is packed once per call instead of at every one of the T per-step GEMMs.
+// Weak declarations: on builds without these symbols the pointers are null and at::mm_out is used.
+extern "C" {
+size_t cblas_sgemm_pack_get_size(int identifier, int m, int n, int k) __attribute__((weak));
+void cblas_sgemm_pack(int layout, int identifier, int trans, int m, int n, int k, float alpha, const float* src,
+                      int ld, float* dest) __attribute__((weak));
+void cblas_sgemm_compute(int layout, int transa, int transb, int m, int n, int k, const float* a, int lda,
+                         const float* b, int ldb, float beta, float* c, int ldc) __attribute__((weak));
+}
+
+static bool packed_gemm_enabled = true;
+
+bool packed_gemm_available() {
+  return cblas_sgemm_pack_get_size != nullptr && cblas_sgemm_pack != nullptr && cblas_sgemm_compute != nullptr;
+}
+
+// C (m, n) = A (m, k) @ op(W), W row-major; op(W) = W^T when trans. Packs W on construction.
+struct PackedRight {
+  enum { ROW_MAJOR = 101, NO_TRANS = 111, TRANS = 112, B_MATRIX = 162, PACKED = 151 };
+  Tensor buf;  // packed copy of W (bytes)
+  Tensor w;    // fallback operand for at::mm_out: op(W) as a (k, n) view
+  int m, n, k;
+  bool packed = false;
+
+  PackedRight(const Tensor& weight, bool trans, int64_t m_, int64_t n_, int64_t k_)
+      : w(trans ? weight.t() : weight), m(int(m_)), n(int(n_)), k(int(k_)) {
+    if (weight.scalar_type() == at::kFloat && packed_gemm_enabled && packed_gemm_available() && m > 0) {
+      size_t bytes = cblas_sgemm_pack_get_size(B_MATRIX, m, n, k);
+      buf = at::empty({int64_t(bytes)}, weight.options().dtype(at::kByte));
+      Tensor src = weight.contiguous();
+      cblas_sgemm_pack(ROW_MAJOR, B_MATRIX, trans ? TRANS : NO_TRANS, m, n, k, 1.0f, src.data_ptr<float>(),
+                       int(src.size(1)), reinterpret_cast<float*>(buf.data_ptr()));
+      packed = true;
+    }
+  }
+
+  // out = a @ op(W); a (m, k) and out (m, n) contiguous
+  void mm(Tensor& out, const Tensor& a) const {
+    if (packed) {
+      cblas_sgemm_compute(ROW_MAJOR, NO_TRANS, PACKED, m, n, k, a.data_ptr<float>(), k,
+                          reinterpret_cast<const float*>(buf.data_ptr()), n, 0.0f, out.data_ptr<float>(), n);
+    } else {
+      at::mm_out(out, a, w);
+    }
+  }
+};
+
 namespace generic {
 #include "kernel_impl.h"
 }  // namespace generic
@@ -112,6 +162,11 @@ static bool use_avx2 = [] {
 }();
 
 std::string isa() { return use_avx2 ? "avx2" : "generic"; }
+
+bool set_packed_gemm(bool on) {
+  packed_gemm_enabled = on;
+  return on && packed_gemm_available();
+}
 
 void set_isa(const std::string& name) {
   TORCH_CHECK(name == "generic" || name == "avx2", "isa must be 'generic' or 'avx2'; got '", name, "'");
@@ -172,5 +227,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("forward", &lstmkit::lstm_forward, "one layer-direction forward; returns states, gates and saved tensors");
   m.def("isa", &lstmkit::isa, "instruction set of the loops: 'avx2' or 'generic'");
   m.def("set_isa", &lstmkit::set_isa, "force 'generic' (or back to 'avx2' when the CPU has it)");
+  m.def("set_packed_gemm", &lstmkit::set_packed_gemm,
+        "use MKL's packed GEMM for float32 when available (default); returns whether it is now used");
   m.def("backward", &lstmkit::lstm_backward, "BPTT of forward; returns the gradients of its inputs");
 }
