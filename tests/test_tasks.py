@@ -455,3 +455,15 @@ def test_forecast_bad_csv(tmp_path) -> None:
     ragged.write_text("a,y\n1,2\n3\n", encoding="utf-8")
     with pytest.raises(ValueError, match="data row 3 has 1 fields"):
         make_task("forecast", csv_file=str(ragged), target="y")
+
+
+# ----------------------------------------------------------------------------- docstring examples
+@pytest.mark.parametrize("module", ["__init__", "adding", "copy", "order", "reber", "charlm", "forecast"])
+def test_docstring_examples_run(module: str) -> None:
+    import doctest
+    import importlib
+
+    mod = importlib.import_module("lstmkit.tasks" if module == "__init__" else f"lstmkit.tasks.{module}")
+    result = doctest.testmod(mod, optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert result.failed == 0
+    assert result.attempted > 0 or module == "forecast"
