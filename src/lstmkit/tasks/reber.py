@@ -67,9 +67,9 @@ def embedded_reber_string(bits: list[int], more: Callable[[], list[int]]) -> tup
 
     Example::
 
-        >>> text, legal = embedded_reber_string([0, 0, 1, 0, 0], lambda: [0])
+        >>> text, legal = embedded_reber_string([1, 0, 1, 1, 0, 0], lambda: [1])
         >>> text, sorted(legal[0]), sorted(legal[-2])
-        ('BTBPVVETE', ['P', 'T'], ['T'])
+        ('BTBTXSETE', ['P', 'T'], ['T'])
     """
     state: tuple[str, object] = ("start", None)
     out: list[str] = []
