@@ -111,6 +111,8 @@ def test_adding_modern_baseline() -> None:
     assert abs(m["mse"] - 1 / 6) < 0.015  # Var(X1 + X2) = 2/12
     assert m["baseline_mse"] == m["mse"]
     assert not task.solved(m) and task.solved(task.metrics(test.targets.clone(), test))
+    assert "training_sequences_to_solve" not in task.paper
+    assert make_task("adding").paper["training_sequences_to_solve"]["100"] == 74_000
 
 
 def test_adding_bad_arguments() -> None:
