@@ -287,3 +287,10 @@ def test_batch_split_across_threads() -> None:
     torch.testing.assert_close(out.gates["forget"], ref.gates["forget"], atol=1e-10, rtol=1e-10)
     for got, want in zip(out_grads, ref_grads, strict=True):
         torch.testing.assert_close(got, want, atol=1e-10, rtol=1e-10)
+
+
+def test_docstring_examples_run() -> None:
+    import doctest
+
+    result = doctest.testmod(compiled, optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert result.attempted > 0 and result.failed == 0

@@ -17,10 +17,14 @@ lstmkit runs the reference loop instead.
 
 Example::
 
+    >>> import torch
+    >>> from lstmkit import CellSpec, LayerWeights
     >>> from lstmkit.kernels import compiled
-    >>> if compiled.is_available():
-    ...     res = compiled.lstm_layer(x, h0, c0, weights, CellSpec(peephole=True), record=True)
-    ...     res.gates["forget"].shape    # (T, B, H)
+    >>> w = LayerWeights(torch.randn(16, 3), torch.randn(16, 4), weight_ch=torch.randn(12))  # H = 4, I = 3
+    >>> h0 = c0 = torch.zeros(2, 4)
+    >>> res = compiled.lstm_layer(torch.randn(5, 2, 3), h0, c0, w, CellSpec(peephole=True), record=True)
+    >>> res.gates["forget"].shape
+    torch.Size([5, 2, 4])
 """
 
 from __future__ import annotations
@@ -231,9 +235,12 @@ def lstm_layer(
 
     Example::
 
-        >>> res = lstm_layer(torch.randn(5, 2, 3), torch.zeros(2, 4), torch.zeros(2, 4), weights, CellSpec())
-        >>> res.output.shape
-        torch.Size([5, 2, 4])
+        >>> import torch
+        >>> from lstmkit import CellSpec, LayerWeights
+        >>> w = LayerWeights(torch.randn(16, 3), torch.randn(16, 4))  # G*H = 16, I = 3, H = 4
+        >>> res = lstm_layer(torch.randn(5, 2, 3), torch.zeros(2, 4), torch.zeros(2, 4), w, CellSpec())
+        >>> res.output.shape, res.h_n.shape
+        (torch.Size([5, 2, 4]), torch.Size([2, 4]))
     """
     kwargs: dict[str, Any] = {
         "lengths": lengths, "reverse": reverse, "recurrent_mask": recurrent_mask,
