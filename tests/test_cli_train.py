@@ -49,7 +49,8 @@ def test_train_then_eval(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
     assert code == 0
     report = json.loads(out)
     assert report["steps"] == 8 and report["sequences"] == 64 and "mse" in report["test"]
-    assert report["paper"]["source"].startswith("Hochreiter")
+    assert report["paper"]["source"].startswith("Le, Jaitly")  # the modern form's papers
+    assert "sequences_to_criterion" not in report["paper"]  # Table 7 is for the classic form
     code, out, _ = run_cli(["eval", str(tmp_path / "r")], capsys)
     assert code == 0
     evaluated = json.loads(out)
