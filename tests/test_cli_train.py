@@ -172,3 +172,15 @@ def test_sigint_saves_a_loadable_checkpoint(tmp_path: Path) -> None:
     step = json.loads((run / STATE).read_text())["step"]
     assert step >= 3 and config.optim.steps == 1_000_000
     assert model.lstm.hidden_size == 8
+
+
+def test_report_puts_the_papers_number_beside_ours(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from lstmkit.cli.train import headline
+
+    argv = ["train", "adding", "--seq-len", "100", "--steps", "1", "--test-size", "16", "--hidden", "4",
+            "--quiet", "--out", str(tmp_path / "a")]
+    code, out, _ = run_cli(argv, capsys)
+    report = json.loads(out)
+    assert code == 0 and report["paper"]["sequences_to_criterion"] == 74_000 and report["has_criterion"]
+    line = headline(report)
+    assert "criterion not met in 32 training sequences (paper: 74,000)" in line and "T=100" in line
