@@ -294,3 +294,24 @@ def test_docstring_examples_run() -> None:
 
     result = doctest.testmod(compiled, optionflags=doctest.NORMALIZE_WHITESPACE)
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_build_failure_warns_once_and_falls_back(monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken() -> None:
+        raise RuntimeError("no compiler here")
+
+    monkeypatch.setattr(compiled, "_build", broken)
+    monkeypatch.setattr(compiled, "_state", {"ext": None, "error": None})
+    with pytest.warns(RuntimeWarning, match="no compiler here") as record:
+        assert compiled.is_available() is False
+        assert compiled.is_available() is False
+    assert len(record) == 1
+    assert kernels.choose(CellSpec(peephole=True), record=False, per_step_regularised=False) == "reference"
+    gen = torch.Generator().manual_seed(9)
+    spec = CellSpec(peephole=True)
+    w = make_weights(spec, 0, torch.float64, gen)
+    x, h0 = torch.randn(T, B, I, dtype=torch.float64), torch.zeros(B, H, dtype=torch.float64)
+    got = compiled.lstm_layer(x, h0, h0, w, spec)
+    assert torch.equal(got.output, reference_layer(x, h0, h0, w, spec).output)
+    with pytest.raises(RuntimeError, match="not available: no compiler here"):
+        compiled.extension()
