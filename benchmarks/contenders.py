@@ -37,12 +37,14 @@ def _module_runner(
 
 
 def torch_lstm(I: int, H: int, L: int, bi: bool) -> Callable[[Tensor, bool], Tensor]:
+    """``torch.nn.LSTM(I, H, L, bidirectional=bi)``, the baseline of every ratio."""
     return _module_runner(nn.LSTM(I, H, L, bidirectional=bi))
 
 
 def lstmkit_lstm(
     spec: str | None = None, gates: bool = False, per_step: dict[str, float] | None = None
 ) -> Callable[[int, int, int, bool], Callable[[Tensor, bool], Tensor]]:
+    """A builder of ``lstmkit.LSTM`` with this spec, optionally recording gates or with per-step regularisers."""
     def build(I: int, H: int, L: int, bi: bool) -> Callable[[Tensor, bool], Tensor]:
         model = lstmkit.LSTM(I, H, L, bidirectional=bi, spec=spec, **(per_step or {}))
         call = {"return_gates": True} if gates else {}
@@ -98,6 +100,7 @@ def _scripted() -> Callable[..., tuple[Tensor, Tensor, Tensor]]:
 
 
 def scripted(I: int, H: int, L: int, bi: bool) -> Callable[[Tensor, bool], Tensor]:
+    """The TorchScript layer (one layer, one direction: L and bi are ignored)."""
     return _module_runner(ScriptedLSTM(I, H))
 
 
@@ -119,6 +122,7 @@ class SeedLoop(nn.Module):
 
 
 def seed_loop(I: int, H: int, L: int, bi: bool) -> Callable[[Tensor, bool], Tensor]:
+    """The four-Linear cell in a Python loop (one layer, one direction: L and bi are ignored)."""
     return _module_runner(SeedLoop(I, H))
 
 
