@@ -6,6 +6,7 @@ import contextlib
 import os
 from collections.abc import Iterator
 
+import torch
 from torch import Tensor
 
 from ..functional import LayerResult, LayerWeights, lstm_layer
@@ -50,15 +51,22 @@ def _compiled_available() -> bool:
     return compiled.is_available()
 
 
+def capturing_graph() -> bool:
+    """True inside ``torch.jit.trace`` or ``torch.export``: they record tensor operations, and the
+    compiled kernel is one opaque extension call, so layers run on the reference loop there."""
+    return torch.jit.is_tracing() or torch.compiler.is_exporting()
+
+
 def choose(spec: CellSpec, *, record: bool, per_step_regularised: bool) -> str:
     """The kernel that runs a layer: "native" for the plain spec without recording or
-    per-step regularisers, else "compiled" when it can be built, else "reference"."""
+    per-step regularisers, else "compiled" when it can be built (and no graph is being
+    captured), else "reference"."""
     want = requested()
     if want == "reference":
         return "reference"
     if spec.is_plain and not record and not per_step_regularised and want in ("auto", "native"):
         return "native"
-    if want in ("auto", "compiled") and _compiled_available():
+    if want in ("auto", "compiled") and not capturing_graph() and _compiled_available():
         return "compiled"
     return "reference"
 

@@ -19,13 +19,6 @@ from . import base, validate
 LSTMState = tuple[Tensor, Tensor]
 
 
-def _capturing_graph() -> bool:
-    """True inside ``torch.jit.trace`` or ``torch.export``: they record tensor operations, and the
-    compiled kernel is one opaque extension call, so the layer runs on the reference loop there."""
-    exporting = getattr(torch.compiler, "is_exporting", None)  # torch >= 2.5
-    return torch.jit.is_tracing() or (exporting is not None and exporting())
-
-
 class LSTM(nn.Module):
     r"""A stack of LSTM layers with the arguments, returns and ``state_dict`` of ``torch.nn.LSTM``.
 
@@ -258,8 +251,6 @@ class LSTM(nn.Module):
         # zoneout acts at every step in evaluation too (as its expectation)
         per_step = (self.training and self.recurrent_dropout > 0) or self.zoneout != (0.0, 0.0)
         kernel = kernels.choose(self.spec, record=return_gates, per_step_regularised=per_step)
-        if kernel == "compiled" and _capturing_graph():
-            kernel = "reference"  # jit.trace / torch.export cannot see inside the C++ kernel
         trace = None
         if kernel == "native":
             data = x if (batched or packed) else x.unsqueeze(1 if not self.batch_first else 0)
