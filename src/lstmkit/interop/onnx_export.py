@@ -7,7 +7,6 @@ imports them only inside :func:`export_onnx`, so ``import lstmkit`` never loads 
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -16,6 +15,7 @@ import torch
 from torch import Tensor
 from torch.nn.utils.rnn import PackedSequence
 
+from ..fileio import atomic_write
 from ..modules import base
 from ..modules.lstm import LSTM
 
@@ -178,7 +178,8 @@ def export_onnx(
         doc_string=f"lstmkit.LSTM {model.extra_repr()}",
     )
     path = Path(path)
-    _write_atomic(onnx, proto, path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, proto.SerializeToString())
     onnx.checker.check_model(str(path))
 
     feeds = {"input": x}
@@ -269,19 +270,6 @@ def _identity(src: str, dst: str) -> Any:
     from onnx import helper
 
     return helper.make_node("Identity", [src], [dst])
-
-
-def _write_atomic(onnx: Any, proto: Any, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(proto.SerializeToString())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def _verify(path: Path, feeds: dict[str, Tensor], expected: tuple[Tensor, ...], tolerance: float) -> float | None:

@@ -26,7 +26,6 @@ import base64
 import json
 import os
 import struct
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +33,7 @@ import torch
 from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 
+from ..fileio import atomic_write
 from .config import RESUMABLE_FIELDS, RunConfig
 from .model import SequenceModel
 
@@ -42,29 +42,6 @@ STATE = "state.json"
 CONFIG = "config.json"
 METRICS = "metrics.jsonl"
 FORMAT = "lstmkit-checkpoint/1"
-
-
-# ------------------------------------------------------------------ atomic writes
-def atomic_write(path: str | os.PathLike[str], data: bytes | str) -> None:
-    """Write ``data`` to ``path`` through a temporary file and ``os.replace``.
-
-    Example::
-
-        >>> atomic_write("/tmp/x.json", "{}")   # doctest: +SKIP
-    """
-    path = Path(path)
-    payload = data.encode() if isinstance(data, str) else data
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(payload)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 # ------------------------------------------------------------------ RNG states

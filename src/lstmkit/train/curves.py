@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .checkpoint import atomic_write
+from ..fileio import atomic_write
 
 
 def read_metrics(path: str | os.PathLike[str]) -> list[dict[str, Any]]:

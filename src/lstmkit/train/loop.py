@@ -319,6 +319,6 @@ def _progress(total: int, initial: int, disable: bool) -> Any:
 
 
 def _write_lines(path: Path, rows: list[dict[str, Any]]) -> None:
-    from .checkpoint import atomic_write
+    from ..fileio import atomic_write
 
     atomic_write(path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
