@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import io
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
 
 def atomic_write(path: str | os.PathLike[str], data: bytes | str) -> None:
@@ -27,3 +29,12 @@ def atomic_write(path: str | os.PathLike[str], data: bytes | str) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def save_png(fig: Any, path: str | os.PathLike[str], dpi: int = 100) -> None:
+    """Render a matplotlib Figure to PNG and write it atomically, creating the folder."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, buf.getvalue())

@@ -30,6 +30,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from ..fileio import save_png
 from .summary import GATES, MemoryHorizon, TraceSummary, batch_major, sequence_lengths, summarize, valid_mask
 
 if TYPE_CHECKING:
@@ -50,9 +51,7 @@ def _new_figure(figsize: tuple[float, float]) -> Figure:
 
 def _finish(fig: Figure, path: str | Path | None, dpi: int) -> Figure:
     if path is not None:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=dpi, format="png")
+        save_png(fig, path, dpi)
     return fig
 
 

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import io
 import json
 import os
 from pathlib import Path
 from typing import Any
 
-from ..fileio import atomic_write
+from ..fileio import save_png
 
 
 def read_metrics(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
@@ -65,9 +64,7 @@ def plot_curve(rows: list[dict[str, Any]], out: str | os.PathLike[str], metric: 
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    atomic_write(out, buf.getvalue())
+    save_png(fig, out)
 
 
 def plot_forecast(series: dict[str, Any], out: str | os.PathLike[str], title: str = "") -> None:
@@ -95,6 +92,4 @@ def plot_forecast(series: dict[str, Any], out: str | os.PathLike[str], title: st
     if title:
         ax.set_title(title)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    atomic_write(out, buf.getvalue())
+    save_png(fig, out)
