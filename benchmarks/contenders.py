@@ -45,6 +45,7 @@ def lstmkit_lstm(
     spec: str | None = None, gates: bool = False, per_step: dict[str, float] | None = None
 ) -> Callable[[int, int, int, bool], Callable[[Tensor, bool], Tensor]]:
     """A builder of ``lstmkit.LSTM`` with this spec, optionally recording gates or with per-step regularisers."""
+
     def build(I: int, H: int, L: int, bi: bool) -> Callable[[Tensor, bool], Tensor]:
         model = lstmkit.LSTM(I, H, L, bidirectional=bi, spec=spec, **(per_step or {}))
         call = {"return_gates": True} if gates else {}

@@ -131,14 +131,18 @@ def markdown(report: dict[str, Any]) -> str:
         lines += ["", f"{_label(case)}: ratios to torch.nn.LSTM, forward / training", ""]
         lines += ["| contender | forward ms | training ms | ratio fwd / train |", "|---|---|---|---|"]
         for name, r in case["rows"].items():
-            lines.append(f"| {name} | {r['forward_s'] * 1e3:.1f} | {r['train_s'] * 1e3:.1f} | "
-                         f"{r['forward_ratio']:.2f} / {r['train_ratio']:.2f} |")
+            lines.append(
+                f"| {name} | {r['forward_s'] * 1e3:.1f} | {r['train_s'] * 1e3:.1f} | "
+                f"{r['forward_ratio']:.2f} / {r['train_ratio']:.2f} |"
+            )
     if report["sweep"]:
         lines += ["", "Training step, time and peak memory (growth of the resident set in a fresh process) vs T:", ""]
         lines += ["| contender | T | seconds | peak MiB | MiB per 1000 steps |", "|---|---|---|---|---|"]
         for row in report["sweep"]:
-            lines.append(f"| {row['contender']} | {row['T']} | {row['seconds']:.3f} | {row['peak_mib']:.1f} | "
-                         f"{1000 * row['peak_mib'] / row['T']:.1f} |")
+            lines.append(
+                f"| {row['contender']} | {row['T']} | {row['seconds']:.3f} | {row['peak_mib']:.1f} | "
+                f"{1000 * row['peak_mib'] / row['T']:.1f} |"
+            )
     lines += ["", "Targets (worst ratio over the single-layer grid and the 2-layer bidirectional case):", ""]
     lines.append("| contender | forward goal | worst forward | training goal | worst training | met |")
     lines.append("|---|---|---|---|---|---|")
@@ -176,8 +180,13 @@ def main(argv: list[str] | None = None) -> int:
     isa = compiled.extension().isa() if compiled.is_available() else "unavailable (reference loop)"
     env = {
         "started": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "torch": torch.__version__, "python": platform.python_version(), "machine": platform.machine(),
-        "cpus": os.cpu_count(), "threads": torch.get_num_threads(), "kernel_isa": isa, "load_before": _load(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "cpus": os.cpu_count(),
+        "threads": torch.get_num_threads(),
+        "kernel_isa": isa,
+        "load_before": _load(),
         "matmul_n": plan["matmul_n"],
     }
     t_start = time.perf_counter()
@@ -208,8 +217,14 @@ def main(argv: list[str] | None = None) -> int:
     env["load_after"] = _load()
     env["seconds"] = time.perf_counter() - t_start
     report = {
-        "quick": args.quick, "reps": reps, "T": plan["T"], "environment": env, "grid": grid, "extra": extra,
-        "sweep": sweep, "targets": targets_report([*grid, extra[0]]),
+        "quick": args.quick,
+        "reps": reps,
+        "T": plan["T"],
+        "environment": env,
+        "grid": grid,
+        "extra": extra,
+        "sweep": sweep,
+        "targets": targets_report([*grid, extra[0]]),
     }
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "results.json").write_text(json.dumps(report, indent=2))

@@ -5,4 +5,5 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 source "$root/scripts/env.sh"
 cd "$root"
 ruff check src tests benchmarks
+ruff format --check src tests benchmarks
 python -m pytest -q "$@"

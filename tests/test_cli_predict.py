@@ -48,11 +48,27 @@ def text_file(tmp_path: Path) -> Path:
     return path
 
 
-def test_forecast_plot_and_errors_vs_naive(tmp_path: Path, series_csv: Path,
-                                           capsys: pytest.CaptureFixture[str]) -> None:
+def test_forecast_plot_and_errors_vs_naive(
+    tmp_path: Path, series_csv: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     run = tmp_path / "f"
-    argv = ["train", "forecast", "--csv", str(series_csv), "--target", "temp", "--window", "12", "--hidden", "16",
-            "--steps", "60", "--out", str(run), *FAST]
+    argv = [
+        "train",
+        "forecast",
+        "--csv",
+        str(series_csv),
+        "--target",
+        "temp",
+        "--window",
+        "12",
+        "--hidden",
+        "16",
+        "--steps",
+        "60",
+        "--out",
+        str(run),
+        *FAST,
+    ]
     assert main(argv) == 0
     trained = json.loads(capsys.readouterr().out)["test"]
     png = tmp_path / "fc.png"
@@ -67,8 +83,23 @@ def test_forecast_plot_and_errors_vs_naive(tmp_path: Path, series_csv: Path,
 
 def test_sample_continues_the_prime(tmp_path: Path, text_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
     run = tmp_path / "c"
-    argv = ["train", "charlm", "--text", str(text_file), "--seq-len", "16", "--test-size", "8", "--hidden", "16",
-            "--steps", "20", "--out", str(run), *FAST]
+    argv = [
+        "train",
+        "charlm",
+        "--text",
+        str(text_file),
+        "--seq-len",
+        "16",
+        "--test-size",
+        "8",
+        "--hidden",
+        "16",
+        "--steps",
+        "20",
+        "--out",
+        str(run),
+        *FAST,
+    ]
     assert main(argv) == 0
     capsys.readouterr()
     assert main(["sample", str(run), "--length", "30", "--prime", "the c", "--seed", "1"]) == 0
@@ -87,8 +118,27 @@ def test_sample_continues_the_prime(tmp_path: Path, text_file: Path, capsys: pyt
 
 def test_sample_and_forecast_refuse_other_runs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     run = tmp_path / "a"
-    assert main(["train", "adding", "--modern", "--seq-len", "6", "--test-size", "16", "--hidden", "4",
-                 "--steps", "2", "--out", str(run), *FAST]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "adding",
+                "--modern",
+                "--seq-len",
+                "6",
+                "--test-size",
+                "16",
+                "--hidden",
+                "4",
+                "--steps",
+                "2",
+                "--out",
+                str(run),
+                *FAST,
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
     one_line_error(capsys, main(["sample", str(run)]), "sample needs a character model")
     one_line_error(capsys, main(["forecast", str(run)]), "forecast needs a forecasting run")
@@ -103,8 +153,9 @@ def test_sample_and_forecast_refuse_other_runs(tmp_path: Path, capsys: pytest.Ca
         (None, ["no such file"]),
     ],
 )
-def test_bad_csv_gives_one_line(tmp_path: Path, content: str | None, needles: list[str],
-                                capsys: pytest.CaptureFixture[str]) -> None:
+def test_bad_csv_gives_one_line(
+    tmp_path: Path, content: str | None, needles: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
     path = tmp_path / "data.csv"
     if content is not None:
         path.write_text(content)
@@ -116,8 +167,9 @@ def test_bad_csv_gives_one_line(tmp_path: Path, content: str | None, needles: li
     ("content", "needles"),
     [(b"\xff\xfe\x00 not utf-8", ["not UTF-8"]), (b"too short", ["too short"]), (None, ["text_file"])],
 )
-def test_bad_text_gives_one_line(tmp_path: Path, content: bytes | None, needles: list[str],
-                                 capsys: pytest.CaptureFixture[str]) -> None:
+def test_bad_text_gives_one_line(
+    tmp_path: Path, content: bytes | None, needles: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
     path = tmp_path / "t.txt"
     if content is not None:
         path.write_bytes(content)

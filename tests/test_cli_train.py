@@ -18,8 +18,25 @@ from lstmkit.cli import main
 from lstmkit.train import load_run
 from lstmkit.train.checkpoint import CHECKPOINT, STATE
 
-TINY = ["adding", "--modern", "--seq-len", "8", "--test-size", "64", "--hidden", "8", "--batch-size", "8",
-        "--eval-every", "4", "--log-every", "2", "--quiet", "--threads", "1"]
+TINY = [
+    "adding",
+    "--modern",
+    "--seq-len",
+    "8",
+    "--test-size",
+    "64",
+    "--hidden",
+    "8",
+    "--batch-size",
+    "8",
+    "--eval-every",
+    "4",
+    "--log-every",
+    "2",
+    "--quiet",
+    "--threads",
+    "1",
+]
 
 
 @pytest.fixture(autouse=True)
@@ -62,23 +79,59 @@ def test_train_then_eval(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
 
 
 def test_spec_flags_and_baseline_reach_the_model(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, _, _ = run_cli(["train", *TINY, "--steps", "2", "--spec", "peephole,cell_clip=3", "--forget-bias", "1",
-                          "--out", str(tmp_path / "p")], capsys)
+    code, _, _ = run_cli(
+        [
+            "train",
+            *TINY,
+            "--steps",
+            "2",
+            "--spec",
+            "peephole,cell_clip=3",
+            "--forget-bias",
+            "1",
+            "--out",
+            str(tmp_path / "p"),
+        ],
+        capsys,
+    )
     assert code == 0
     model, config = load_run(tmp_path / "p")
     assert model.lstm.spec.peephole and model.lstm.spec.cell_clip == 3
     assert config.model.spec == {"peephole": True, "cell_clip": 3}
-    code, _, _ = run_cli(["train", *TINY, "--sequences", "20", "--baseline", "gru", "--out", str(tmp_path / "g")],
-                         capsys)
+    code, _, _ = run_cli(
+        ["train", *TINY, "--sequences", "20", "--baseline", "gru", "--out", str(tmp_path / "g")], capsys
+    )
     assert code == 0
     model, config = load_run(tmp_path / "g")
     assert isinstance(model.lstm, torch.nn.GRU) and config.optim.steps == 3  # ceil(20 / 8)
 
 
 def test_stacked_bidirectional_projected_model(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    argv = ["train", *TINY, "--steps", "2", "--layers", "2", "--bidirectional", "--proj-size", "4", "--dropout",
-            "0.1", "--recurrent-dropout", "0.1", "--weight-drop", "0.2", "--optimizer", "rmsprop", "--momentum",
-            "0.5", "--clip", "0", "--out", str(tmp_path / "s")]
+    argv = [
+        "train",
+        *TINY,
+        "--steps",
+        "2",
+        "--layers",
+        "2",
+        "--bidirectional",
+        "--proj-size",
+        "4",
+        "--dropout",
+        "0.1",
+        "--recurrent-dropout",
+        "0.1",
+        "--weight-drop",
+        "0.2",
+        "--optimizer",
+        "rmsprop",
+        "--momentum",
+        "0.5",
+        "--clip",
+        "0",
+        "--out",
+        str(tmp_path / "s"),
+    ]
     assert run_cli(argv, capsys)[0] == 0
     model, config = load_run(tmp_path / "s")
     lstm = model.lstm
@@ -149,8 +202,21 @@ def test_corrupted_checkpoint_gives_one_line(tmp_path: Path, capsys: pytest.Capt
 def test_sigint_saves_a_loadable_checkpoint(tmp_path: Path) -> None:
     run = tmp_path / "r"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    argv = [sys.executable, "-m", "lstmkit", "train", *TINY, "--steps", "1000000", "--eval-every", "100000",
-            "--checkpoint-every", "3", "--out", str(run)]
+    argv = [
+        sys.executable,
+        "-m",
+        "lstmkit",
+        "train",
+        *TINY,
+        "--steps",
+        "1000000",
+        "--eval-every",
+        "100000",
+        "--checkpoint-every",
+        "3",
+        "--out",
+        str(run),
+    ]
     proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 120
@@ -177,8 +243,21 @@ def test_sigint_saves_a_loadable_checkpoint(tmp_path: Path) -> None:
 def test_report_puts_the_papers_number_beside_ours(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from lstmkit.cli.train import headline
 
-    argv = ["train", "adding", "--seq-len", "100", "--steps", "1", "--test-size", "16", "--hidden", "4",
-            "--quiet", "--out", str(tmp_path / "a")]
+    argv = [
+        "train",
+        "adding",
+        "--seq-len",
+        "100",
+        "--steps",
+        "1",
+        "--test-size",
+        "16",
+        "--hidden",
+        "4",
+        "--quiet",
+        "--out",
+        str(tmp_path / "a"),
+    ]
     code, out, _ = run_cli(argv, capsys)
     report = json.loads(out)
     assert code == 0 and report["paper"]["sequences_to_criterion"] == 74_000 and report["has_criterion"]

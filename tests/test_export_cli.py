@@ -51,8 +51,21 @@ def test_export_writes_a_file_that_matches_the_run(model: dict, kind: str, tmp_p
 def test_export_options(tmp_path: Path, capsys) -> None:
     run = _run(tmp_path / "run")
     out = tmp_path / "m.onnx"
-    args = ["export", str(run / "checkpoint.safetensors"), "--onnx", str(out), "--scan", "--with-states",
-            "--static", "--batch", "3", "--time", "4", "--opset", "18"]
+    args = [
+        "export",
+        str(run / "checkpoint.safetensors"),
+        "--onnx",
+        str(out),
+        "--scan",
+        "--with-states",
+        "--static",
+        "--batch",
+        "3",
+        "--time",
+        "4",
+        "--opset",
+        "18",
+    ]
     assert main(args) == 0
     assert "(graph scan, opset 18," in capsys.readouterr().out
     session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])

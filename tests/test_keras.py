@@ -52,8 +52,12 @@ def _close(a: object, b: object) -> None:
 )
 def test_single_layer_from_keras(activation: str, recurrent_activation: str, use_bias: bool) -> None:
     layer = keras.layers.LSTM(
-        H, activation=activation, recurrent_activation=recurrent_activation, use_bias=use_bias,
-        return_sequences=True, return_state=True,
+        H,
+        activation=activation,
+        recurrent_activation=recurrent_activation,
+        use_bias=use_bias,
+        return_sequences=True,
+        return_state=True,
     )
     x = _x()
     layer(x)  # build
@@ -128,9 +132,17 @@ def test_go_backwards_equals_flipped_input_and_flag_explains() -> None:
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{}, {"num_layers": 2}, {"bidirectional": True, "num_layers": 2}, {"bias": False},
-     {"spec": lstmkit.CellSpec(gate_activation="hard_sigmoid", candidate_activation="softsign",
-                               cell_activation="softsign")}],
+    [
+        {},
+        {"num_layers": 2},
+        {"bidirectional": True, "num_layers": 2},
+        {"bias": False},
+        {
+            "spec": lstmkit.CellSpec(
+                gate_activation="hard_sigmoid", candidate_activation="softsign", cell_activation="softsign"
+            )
+        },
+    ],
 )
 def test_to_keras_weights_round_trip(kwargs: dict) -> None:
     torch.manual_seed(0)

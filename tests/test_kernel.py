@@ -54,8 +54,15 @@ def make_weights(spec: CellSpec, proj: int, dtype: torch.dtype, gen: torch.Gener
     return LayerWeights(**values)
 
 
-def run(fn: Any, spec: CellSpec, w: LayerWeights, x: torch.Tensor, h0: torch.Tensor, c0: torch.Tensor,
-        options: dict[str, Any]) -> tuple[Any, tuple[torch.Tensor, ...]]:
+def run(
+    fn: Any,
+    spec: CellSpec,
+    w: LayerWeights,
+    x: torch.Tensor,
+    h0: torch.Tensor,
+    c0: torch.Tensor,
+    options: dict[str, Any],
+) -> tuple[Any, tuple[torch.Tensor, ...]]:
     """Forward, then gradients of a loss touching output, h_n, c_n and every recorded gate."""
     leaves = [t.detach().clone().requires_grad_() for t in (x, h0, c0, *(t for t in w if t is not None))]
     rest = iter(leaves[3:])
@@ -70,31 +77,39 @@ def run(fn: Any, spec: CellSpec, w: LayerWeights, x: torch.Tensor, h0: torch.Ten
 
 
 CASES: dict[str, dict[str, Any]] = {f"preset-{name}": {"spec": spec} for name, spec in PRESETS.items()}
-CASES.update({
-    "cell_clip": {"spec": CellSpec(cell_clip=0.4)},
-    "hard_sigmoid": {"spec": CellSpec(gate_activation="hard_sigmoid")},
-    "peephole+cifg": {"spec": CellSpec(peephole=True, coupled=True)},
-    "relu+softsign": {"spec": CellSpec(candidate_activation="relu", cell_activation="softsign")},
-    "tanh-gates": {"spec": CellSpec(gate_activation="tanh", cell_activation="identity")},
-    "nig+nog+peephole": {"spec": CellSpec(input_gate=False, output_gate=False, peephole=True)},
-    "nfg+peephole+clip": {"spec": CellSpec(forget_gate=False, peephole=True, cell_clip=0.5)},
-    "fgr+cifg+peephole": {"spec": CellSpec(full_gate_recurrence=True, coupled=True, peephole=True)},
-    "projection": {"spec": CellSpec(), "proj": P},
-    "projection+peephole+layernorm": {"spec": CellSpec(peephole=True, layer_norm=True), "proj": P},
-    "lengths": {"spec": CellSpec(peephole=True), "lengths": LENGTHS},
-    "reverse": {"spec": CellSpec(), "reverse": True},
-    "lengths+reverse": {"spec": CellSpec(peephole=True), "lengths": LENGTHS, "reverse": True},
-    "lengths+reverse+fgr": {"spec": CellSpec(full_gate_recurrence=True), "lengths": LENGTHS, "reverse": True},
-    "recurrent_mask": {"spec": CellSpec(), "recurrent_mask": True},
-    "zoneout-masks": {"spec": CellSpec(peephole=True), "zoneout": "mask"},
-    "zoneout-expectation": {"spec": CellSpec(), "zoneout": (0.3, 0.2)},
-    "zoneout+projection+lengths+reverse": {
-        "spec": CellSpec(), "zoneout": "mask", "proj": P, "lengths": LENGTHS, "reverse": True,
-    },
-    "layernorm+clip+zoneout+recurrent_mask": {
-        "spec": CellSpec(layer_norm=True, cell_clip=1.0), "zoneout": "mask", "recurrent_mask": True,
-    },
-})
+CASES.update(
+    {
+        "cell_clip": {"spec": CellSpec(cell_clip=0.4)},
+        "hard_sigmoid": {"spec": CellSpec(gate_activation="hard_sigmoid")},
+        "peephole+cifg": {"spec": CellSpec(peephole=True, coupled=True)},
+        "relu+softsign": {"spec": CellSpec(candidate_activation="relu", cell_activation="softsign")},
+        "tanh-gates": {"spec": CellSpec(gate_activation="tanh", cell_activation="identity")},
+        "nig+nog+peephole": {"spec": CellSpec(input_gate=False, output_gate=False, peephole=True)},
+        "nfg+peephole+clip": {"spec": CellSpec(forget_gate=False, peephole=True, cell_clip=0.5)},
+        "fgr+cifg+peephole": {"spec": CellSpec(full_gate_recurrence=True, coupled=True, peephole=True)},
+        "projection": {"spec": CellSpec(), "proj": P},
+        "projection+peephole+layernorm": {"spec": CellSpec(peephole=True, layer_norm=True), "proj": P},
+        "lengths": {"spec": CellSpec(peephole=True), "lengths": LENGTHS},
+        "reverse": {"spec": CellSpec(), "reverse": True},
+        "lengths+reverse": {"spec": CellSpec(peephole=True), "lengths": LENGTHS, "reverse": True},
+        "lengths+reverse+fgr": {"spec": CellSpec(full_gate_recurrence=True), "lengths": LENGTHS, "reverse": True},
+        "recurrent_mask": {"spec": CellSpec(), "recurrent_mask": True},
+        "zoneout-masks": {"spec": CellSpec(peephole=True), "zoneout": "mask"},
+        "zoneout-expectation": {"spec": CellSpec(), "zoneout": (0.3, 0.2)},
+        "zoneout+projection+lengths+reverse": {
+            "spec": CellSpec(),
+            "zoneout": "mask",
+            "proj": P,
+            "lengths": LENGTHS,
+            "reverse": True,
+        },
+        "layernorm+clip+zoneout+recurrent_mask": {
+            "spec": CellSpec(layer_norm=True, cell_clip=1.0),
+            "zoneout": "mask",
+            "recurrent_mask": True,
+        },
+    }
+)
 
 
 def compare(case: dict[str, Any], dtype: torch.dtype, record: bool = True) -> None:
@@ -152,8 +167,12 @@ def test_compiled_without_recording(name: str) -> None:
 
 @pytest.mark.parametrize(
     "spec",
-    [CellSpec(), CellSpec(peephole=True, cell_clip=2.0), CellSpec(coupled=True, full_gate_recurrence=True),
-     CellSpec(layer_norm=True, output_gate=False)],
+    [
+        CellSpec(),
+        CellSpec(peephole=True, cell_clip=2.0),
+        CellSpec(coupled=True, full_gate_recurrence=True),
+        CellSpec(layer_norm=True, output_gate=False),
+    ],
     ids=["plain", "peephole+clip", "cifg+fgr", "layernorm+nog"],
 )
 def test_gradcheck(spec: CellSpec) -> None:
@@ -168,8 +187,9 @@ def test_gradcheck(spec: CellSpec) -> None:
 
     def fn(*args: torch.Tensor) -> tuple[torch.Tensor, ...]:
         weights = LayerWeights(**{f: a for (f, _), a in zip(present, args[3:], strict=True)})
-        res = compiled.lstm_layer(args[0], args[1], args[2], weights, spec, lengths=torch.tensor([4, 2]),
-                                  zoneout_cell=zc, record=True)
+        res = compiled.lstm_layer(
+            args[0], args[1], args[2], weights, spec, lengths=torch.tensor([4, 2]), zoneout_cell=zc, record=True
+        )
         return (res.output, res.h_n, res.c_n, res.gates["candidate"])
 
     assert torch.autograd.gradcheck(fn, inputs, eps=1e-6, atol=1e-7)

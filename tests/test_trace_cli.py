@@ -21,8 +21,9 @@ TASK_ARGS = {"T": 24, "test_size": 12}
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
     """A run trained for 30 Adam steps on a short adding problem, saved as a checkpoint."""
-    config = RunConfig(task="adding", task_args=TASK_ARGS,
-                       model=ModelConfig(input_size=2, output_size=1, hidden=8, forget_bias=1.0))
+    config = RunConfig(
+        task="adding", task_args=TASK_ARGS, model=ModelConfig(input_size=2, output_size=1, hidden=8, forget_bias=1.0)
+    )
     model = build_model(config.model, seed=0)
     task = make_task(config.task, **config.task_args)
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)

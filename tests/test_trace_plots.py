@@ -84,8 +84,9 @@ def test_inspect_model_writes_everything(tmp_path) -> None:
     model = lstmkit.LSTM(2, 6, num_layers=2, bidirectional=True)  # time-major model, batch-major inputs
     x = torch.randn(3, 10, 2)
     paths = inspect_model(model, x, torch.tensor([10, 4, 7]), tmp_path / "out", sequence=1, dpi=30)
-    expected = {f"{kind}_l{k}{rev}" for kind in ("gates", "horizon", "means") for k in (0, 1)
-                for rev in ("", "_reverse")} | {"summary"}
+    expected = {
+        f"{kind}_l{k}{rev}" for kind in ("gates", "horizon", "means") for k in (0, 1) for rev in ("", "_reverse")
+    } | {"summary"}
     assert set(paths) == expected
     assert all(p.is_file() and p.parent == tmp_path / "out" for p in paths.values())
     assert_picture(paths["gates_l1_reverse"], 270, 270)

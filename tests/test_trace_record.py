@@ -33,19 +33,19 @@ def hand_direction(sd: dict, suffix: str, spec: str, xs: torch.Tensor, H: int) -
     for x in xs:
         z = W @ x + R @ h + b
         if spec == "cifg":  # rows i, g, o; f = 1 - i (Greff et al. 2017)
-            zi, zg, zo = z[:H], z[H:2 * H], z[2 * H:]
+            zi, zg, zo = z[:H], z[H : 2 * H], z[2 * H :]
             i = sig(zi)
             f = 1.0 - i
         else:  # rows i, f, g, o
-            zi, zf, zg, zo = z[:H], z[H:2 * H], z[2 * H:3 * H], z[3 * H:]
+            zi, zf, zg, zo = z[:H], z[H : 2 * H], z[2 * H : 3 * H], z[3 * H :]
             if spec == "peephole":  # i, f look at c_{t-1} (Gers et al. 2002)
                 p = sd["weight_ch" + suffix]
-                zi, zf = zi + p[:H] * c, zf + p[H:2 * H] * c
+                zi, zf = zi + p[:H] * c, zf + p[H : 2 * H] * c
             i, f = sig(zi), sig(zf)
         g = tanh(zg)
         c = f * c + i * g
         if spec == "peephole":  # o looks at the new c_t
-            zo = zo + sd["weight_ch" + suffix][2 * H:] * c
+            zo = zo + sd["weight_ch" + suffix][2 * H :] * c
         o = sig(zo)
         h = o * tanh(c)
         for name, value in zip(NAMES, (i, f, g, o, c, h), strict=True):

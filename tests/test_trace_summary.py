@@ -26,12 +26,11 @@ def constructed_trace(values: dict[str, torch.Tensor], lengths: torch.Tensor | N
 
 def test_gate_means_and_saturation_respect_lengths() -> None:
     # sequence 0 has 2 valid steps, sequence 1 has 3; H = 2; padded steps hold junk that must not count
-    inp = torch.tensor([[[0.0, 1.0], [0.5, 0.5], [9.0, 9.0]],
-                        [[0.02, 0.97], [0.5, 0.5], [0.5, 0.5]]])
-    cand = torch.tensor([[[-1.0, 0.95], [0.0, 0.0], [9.0, 9.0]],
-                         [[0.5, -0.5], [0.0, 0.0], [0.0, 0.0]]])
-    trace = constructed_trace({"input": inp, "candidate": cand, "forget": torch.full_like(inp, 0.5)},
-                              torch.tensor([2, 3]))
+    inp = torch.tensor([[[0.0, 1.0], [0.5, 0.5], [9.0, 9.0]], [[0.02, 0.97], [0.5, 0.5], [0.5, 0.5]]])
+    cand = torch.tensor([[[-1.0, 0.95], [0.0, 0.0], [9.0, 9.0]], [[0.5, -0.5], [0.0, 0.0], [0.0, 0.0]]])
+    trace = constructed_trace(
+        {"input": inp, "candidate": cand, "forget": torch.full_like(inp, 0.5)}, torch.tensor([2, 3])
+    )
     s = trace.summary().layers[0][0].gates
     valid_inp = [0.0, 1.0, 0.5, 0.5, 0.02, 0.97, 0.5, 0.5, 0.5, 0.5]
     assert s["input"].mean == pytest.approx(sum(valid_inp) / 10)

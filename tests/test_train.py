@@ -33,8 +33,13 @@ TASK_ARGS = {"T": 8, "modern": True, "test_size": 64, "test_seed": 4}
 def tiny_config(steps: int = 24, **optim: object) -> RunConfig:
     opt = {"lr": 1e-2, "batch_size": 8, "steps": steps, "eval_every": 8, "log_every": 4, "stop_when_solved": False}
     opt.update(optim)
-    return RunConfig(task="adding", task_args=TASK_ARGS, model=ModelConfig(input_size=2, output_size=1, hidden=8),
-                     optim=OptimConfig(**opt), seed=3)  # type: ignore[arg-type]
+    return RunConfig(
+        task="adding",
+        task_args=TASK_ARGS,
+        model=ModelConfig(input_size=2, output_size=1, hidden=8),
+        optim=OptimConfig(**opt),
+        seed=3,
+    )  # type: ignore[arg-type]
 
 
 def rows_without_time(run_dir: Path) -> list[dict[str, object]]:

@@ -18,8 +18,30 @@ from lstmkit.cli import main
 from lstmkit.train import build_model, load_run
 from lstmkit.train.checkpoint import METRICS
 
-ARGS = ["train", "adding", "--modern", "--seq-len", "8", "--test-size", "32", "--hidden", "6", "--batch-size", "16",
-        "--steps", "5", "--eval-every", "5", "--log-every", "1", "--lr", "0.01", "--quiet", "--seed", "2"]
+ARGS = [
+    "train",
+    "adding",
+    "--modern",
+    "--seq-len",
+    "8",
+    "--test-size",
+    "32",
+    "--hidden",
+    "6",
+    "--batch-size",
+    "16",
+    "--steps",
+    "5",
+    "--eval-every",
+    "5",
+    "--log-every",
+    "1",
+    "--lr",
+    "0.01",
+    "--quiet",
+    "--seed",
+    "2",
+]
 
 
 def run(argv: list[str]) -> subprocess.CompletedProcess[str]:
@@ -35,8 +57,21 @@ def test_two_processes_equal_one_with_the_global_batch(tmp_path: Path) -> None:
         assert main([*ARGS, "--threads", "1", "--out", str(one)]) == 0  # one process, in this one
     finally:
         torch.set_num_threads(threads)
-    multi = run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                 "-m", "lstmkit", *ARGS, "--out", str(two)])
+    multi = run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            "-m",
+            "lstmkit",
+            *ARGS,
+            "--out",
+            str(two),
+        ]
+    )
     assert multi.returncode == 0, multi.stderr[-3000:]
     assert multi.stdout.count('"steps": 5') == 1  # only rank 0 reports
     a, _ = load_run(one)

@@ -239,8 +239,17 @@ def test_cell_gates_follow_the_spec(name: str) -> None:
 def test_presets() -> None:
     assert lstmkit.PRESETS["vanilla"] == CellSpec() == lstmkit.PRESETS["np"]
     expected_gates = {
-        "vanilla": 4, "np": 4, "peephole": 4, "nig": 3, "nfg": 3, "nog": 3,
-        "niaf": 4, "noaf": 4, "cifg": 3, "fgr": 4, "layernorm": 4,
+        "vanilla": 4,
+        "np": 4,
+        "peephole": 4,
+        "nig": 3,
+        "nfg": 3,
+        "nog": 3,
+        "niaf": 4,
+        "noaf": 4,
+        "cifg": 3,
+        "fgr": 4,
+        "layernorm": 4,
     }
     assert set(lstmkit.PRESETS) == set(expected_gates)
     for name, g in expected_gates.items():

@@ -27,11 +27,31 @@ TASK_FLAGS: dict[str, tuple[str, ...]] = {
     "test_size": ("test_size",),
 }
 
-MODEL_FIELDS = ("hidden", "layers", "bidirectional", "proj_size", "dropout", "forget_bias", "recurrent_dropout",
-                "zoneout", "weight_drop", "baseline", "embedding_dim")
+MODEL_FIELDS = (
+    "hidden",
+    "layers",
+    "bidirectional",
+    "proj_size",
+    "dropout",
+    "forget_bias",
+    "recurrent_dropout",
+    "zoneout",
+    "weight_drop",
+    "baseline",
+    "embedding_dim",
+)
 LSTM_ONLY = ("proj_size", "forget_bias", "recurrent_dropout", "zoneout", "weight_drop", "spec")
-OPTIM_FIELDS = ("optimizer", "lr", "momentum", "weight_decay", "batch_size", "steps", "eval_every", "log_every",
-                "checkpoint_every")
+OPTIM_FIELDS = (
+    "optimizer",
+    "lr",
+    "momentum",
+    "weight_decay",
+    "batch_size",
+    "steps",
+    "eval_every",
+    "log_every",
+    "checkpoint_every",
+)
 
 
 def add_task_flags(p: argparse.ArgumentParser) -> None:
@@ -46,15 +66,23 @@ def add_task_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--window", type=int, help="input window in steps (forecast)")
     g.add_argument("--horizon", type=int, help="steps ahead to forecast")
     g.add_argument("--test-size", dest="test_size", type=int, help="size of the held-out test set")
-    g.add_argument("--task-arg", dest="task_arg", action="append", metavar="KEY=VALUE",
-                   help="any other task argument (VALUE parsed as JSON when it can be); repeatable")
+    g.add_argument(
+        "--task-arg",
+        dest="task_arg",
+        action="append",
+        metavar="KEY=VALUE",
+        help="any other task argument (VALUE parsed as JSON when it can be); repeatable",
+    )
 
 
 def add_model_flags(p: argparse.ArgumentParser) -> None:
     """Model and optimiser flags."""
     g = p.add_argument_group("model")
-    g.add_argument("--spec", help="cell spec: a preset name and/or FIELD=VALUE items, comma separated, e.g. "
-                                  f"'peephole,cell_clip=3' (presets: {', '.join(sorted(PRESETS))})")
+    g.add_argument(
+        "--spec",
+        help="cell spec: a preset name and/or FIELD=VALUE items, comma separated, e.g. "
+        f"'peephole,cell_clip=3' (presets: {', '.join(sorted(PRESETS))})",
+    )
     g.add_argument("--hidden", type=int, help="hidden size H")
     g.add_argument("--layers", type=int, help="stacked layers")
     g.add_argument("--bidirectional", action="store_true", help="two directions")
@@ -79,8 +107,9 @@ def add_model_flags(p: argparse.ArgumentParser) -> None:
     o.add_argument("--eval-every", dest="eval_every", type=int, help="evaluate every N steps")
     o.add_argument("--log-every", dest="log_every", type=int, help="log every N steps")
     o.add_argument("--checkpoint-every", dest="checkpoint_every", type=int, help="also checkpoint every N steps")
-    o.add_argument("--no-stop", dest="no_stop", action="store_true",
-                   help="keep training after the task's success criterion is met")
+    o.add_argument(
+        "--no-stop", dest="no_stop", action="store_true", help="keep training after the task's success criterion is met"
+    )
     o.add_argument("--seed", type=int, help="seed of the weights, the batches and the masks")
 
 
@@ -156,16 +185,21 @@ def explicit(args: argparse.Namespace, names: tuple[str, ...]) -> dict[str, Any]
     return {n: getattr(args, n) for n in names if n in vars(args) and getattr(args, n) is not None}
 
 
-def build_config(args: argparse.Namespace, task_name: str, task: Any, task_args: dict[str, Any],
-                 base: RunConfig | None = None) -> RunConfig:
+def build_config(
+    args: argparse.Namespace, task_name: str, task: Any, task_args: dict[str, Any], base: RunConfig | None = None
+) -> RunConfig:
     """A RunConfig from the task, the task's defaults (or ``base`` when resuming) and the flags."""
     model_kw: dict[str, Any]
     if base is None:
         d = defaults_for(task_name)
         model_kw = {k: v for k, v in d.items() if k in ModelConfig.__dataclass_fields__}
         optim_kw = {k: v for k, v in d.items() if k in OptimConfig.__dataclass_fields__}
-        model_kw.update(input_size=max(1, int(task.input_size or 1)), output_size=int(task.output_size),
-                        vocab_size=task.vocab_size, readout=task.readout)
+        model_kw.update(
+            input_size=max(1, int(task.input_size or 1)),
+            output_size=int(task.output_size),
+            vocab_size=task.vocab_size,
+            readout=task.readout,
+        )
         seed = 0
     else:
         model_kw, optim_kw = dict(vars(base.model)), dict(vars(base.optim))
@@ -189,7 +223,8 @@ def build_config(args: argparse.Namespace, task_name: str, task: Any, task_args:
     if "seed" in vars(args) and args.seed is not None:
         seed = args.seed
     try:
-        return RunConfig(task=task_name, task_args=task_args, model=ModelConfig(**model_kw),
-                         optim=OptimConfig(**optim_kw), seed=seed)
+        return RunConfig(
+            task=task_name, task_args=task_args, model=ModelConfig(**model_kw), optim=OptimConfig(**optim_kw), seed=seed
+        )
     except (TypeError, ValueError) as err:
         raise CLIError(str(err)) from None

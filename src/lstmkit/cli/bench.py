@@ -19,7 +19,8 @@ from .errors import CLIError
 def register(subparsers: Any) -> None:
     """Add the ``bench`` subcommand."""
     p = subparsers.add_parser(
-        "bench", help="time lstmkit's kernels against torch.nn.LSTM (needs a source checkout)",
+        "bench",
+        help="time lstmkit's kernels against torch.nn.LSTM (needs a source checkout)",
         description="Run the benchmark harness of the repository (benchmarks/): forward and training "
         "steps of torch.nn.LSTM, lstmkit's kernels and hand-written loops, with ratios to torch.nn.LSTM "
         "measured in the same run. Writes results.json and results.md to --out.",

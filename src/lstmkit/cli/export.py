@@ -16,7 +16,8 @@ from .errors import CLIError
 def register(subparsers: Any) -> None:
     """Add the ``export`` subcommand."""
     p = subparsers.add_parser(
-        "export", help="write a trained run's LSTM as an ONNX file (checked, verified with onnxruntime)",
+        "export",
+        help="write a trained run's LSTM as an ONNX file (checked, verified with onnxruntime)",
         description="Export the recurrent core (lstmkit.LSTM) of a run directory or checkpoint file to ONNX. "
         "The file is checked with onnx.checker and, when onnxruntime is installed, run on a random "
         "example and compared with PyTorch (error above 1e-5 fails).",
@@ -63,14 +64,20 @@ def run_export(args: argparse.Namespace) -> int:
         example = (x, (h0, torch.randn(LD, B, core.hidden_size, generator=g, dtype=p.dtype)))
     try:
         result = export_onnx(
-            core, args.onnx, example, opset=args.opset, dynamic=not args.static,
-            use_lstm_op=False if args.scan else None, atol=args.atol,
+            core,
+            args.onnx,
+            example,
+            opset=args.opset,
+            dynamic=not args.static,
+            use_lstm_op=False if args.scan else None,
+            atol=args.atol,
         )
     except (ValueError, TypeError, ImportError, RuntimeError, OSError) as err:
         raise CLIError(str(err)) from None
     check = (
         f"onnxruntime max |diff| {result.max_abs_diff:.2g} vs PyTorch"
-        if result.max_abs_diff is not None else "onnxruntime not installed: not run"
+        if result.max_abs_diff is not None
+        else "onnxruntime not installed: not run"
     )
     print(f"wrote {result.path} (graph {result.graph}, opset {result.opset}, {check})")
     return 0

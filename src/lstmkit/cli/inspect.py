@@ -32,8 +32,7 @@ def register(subparsers: Any) -> None:
     source.add_argument("--task", metavar="NAME", help="use this task's test set (default: the checkpoint's task)")
     p.add_argument("--out", metavar="DIR", required=True, help="folder for the PNGs and summary.json")
     p.add_argument("--sequence", type=int, default=0, help="batch index drawn in the heatmaps (default: 0)")
-    p.add_argument("--max-sequences", type=int, default=256,
-                   help="use at most this many test sequences (default: 256)")
+    p.add_argument("--max-sequences", type=int, default=256, help="use at most this many test sequences (default: 256)")
     p.add_argument("--start", type=int, default=0, help="step the memory horizon starts at (default: 0)")
     p.set_defaults(func=run)
 
@@ -124,8 +123,10 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as err:
         raise CLIError(str(err)) from None
     if not isinstance(model.lstm, LSTM):
-        raise CLIError(f"gates can only be recorded from an lstmkit.LSTM core; this checkpoint's core is "
-                       f"torch.nn.{type(model.lstm).__name__} (baseline {config.model.baseline!r})")
+        raise CLIError(
+            f"gates can only be recorded from an lstmkit.LSTM core; this checkpoint's core is "
+            f"torch.nn.{type(model.lstm).__name__} (baseline {config.model.baseline!r})"
+        )
     if args.input is not None:
         inputs, lengths = _file_inputs(args.input, model)
         meta: dict[str, object] = {"source": str(args.input)}
@@ -133,16 +134,18 @@ def run(args: argparse.Namespace) -> int:
         inputs, lengths, task_name = _task_inputs(args.task, config, args.max_sequences)
         meta = {"source": f"task {task_name} test set", "sequences_used": int(inputs.shape[0])}
     if args.sequence < 0 or args.sequence >= inputs.shape[0]:
-        raise CLIError(f"--sequence must be in [0, {inputs.shape[0]}) for {inputs.shape[0]} input sequence(s); "
-                       f"got {args.sequence}")
+        raise CLIError(
+            f"--sequence must be in [0, {inputs.shape[0]}) for {inputs.shape[0]} input sequence(s); got {args.sequence}"
+        )
     if model.embedding is not None:
         if inputs.dtype != torch.int64:
             raise CLIError(f"this model embeds token ids; the inputs are {inputs.dtype}")
         with torch.no_grad():
             inputs = model.embedding(inputs)  # (B, T, E)
     try:
-        paths = inspect_model(model.lstm, inputs.float(), lengths, args.out, sequence=args.sequence,
-                              start=args.start, meta=meta)
+        paths = inspect_model(
+            model.lstm, inputs.float(), lengths, args.out, sequence=args.sequence, start=args.start, meta=meta
+        )
     except (ValueError, TypeError) as err:
         raise CLIError(str(err)) from None
     for name in sorted(paths):

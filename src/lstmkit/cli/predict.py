@@ -20,8 +20,11 @@ from .errors import CLIError
 
 def register(subparsers: Any) -> None:
     """Add the ``sample`` and ``forecast`` subcommands."""
-    s = subparsers.add_parser("sample", help="generate text from a trained character model",
-                              description="Continue a prime text with characters sampled from a charlm run.")
+    s = subparsers.add_parser(
+        "sample",
+        help="generate text from a trained character model",
+        description="Continue a prime text with characters sampled from a charlm run.",
+    )
     s.add_argument("run", help="run directory or checkpoint file")
     s.add_argument("--length", type=int, default=200, help="characters to generate (default: 200)")
     s.add_argument("--prime", default="The ", help="text to start from (default: 'The ')")
@@ -29,8 +32,11 @@ def register(subparsers: Any) -> None:
     s.add_argument("--seed", type=int, default=0, help="sampling seed (default: 0)")
     s.set_defaults(func=run_sample)
 
-    f = subparsers.add_parser("forecast", help="plot a forecasting run's test predictions; print MAE/RMSE vs naive",
-                              description="Predict every test window of a forecast run, plot prediction vs truth.")
+    f = subparsers.add_parser(
+        "forecast",
+        help="plot a forecasting run's test predictions; print MAE/RMSE vs naive",
+        description="Predict every test window of a forecast run, plot prediction vs truth.",
+    )
     f.add_argument("run", help="run directory or checkpoint file")
     f.add_argument("--out", default="forecast.png", help="PNG to write (default: forecast.png)")
     f.add_argument("--csv", help="another CSV file with the same columns (normalised with the training stats)")
@@ -88,9 +94,13 @@ def run_forecast(args: argparse.Namespace) -> int:
     plot_forecast(series, out, title=f"{getattr(task, 'target', '')}: test windows")
     err, naive = series["prediction"] - series["truth"], series["naive"] - series["truth"]
     report = {
-        "run": args.run, "plot": str(out), "windows": len(series["row"]),
-        "mae": float(np.abs(err).mean()), "rmse": float(np.sqrt((err**2).mean())),
-        "naive_mae": float(np.abs(naive).mean()), "naive_rmse": float(np.sqrt((naive**2).mean())),
+        "run": args.run,
+        "plot": str(out),
+        "windows": len(series["row"]),
+        "mae": float(np.abs(err).mean()),
+        "rmse": float(np.sqrt((err**2).mean())),
+        "naive_mae": float(np.abs(naive).mean()),
+        "naive_rmse": float(np.sqrt((naive**2).mean())),
     }
     print(json.dumps(report, indent=1))
     return 0

@@ -25,22 +25,30 @@ RUN_FILES = (checkpoint.CHECKPOINT, checkpoint.STATE, checkpoint.CONFIG, checkpo
 def register(subparsers: Any) -> None:
     """Add the ``train`` and ``eval`` subcommands."""
     p = subparsers.add_parser(
-        "train", help="train a model on a task (saves config, metrics, checkpoint, curve)",
+        "train",
+        help="train a model on a task (saves config, metrics, checkpoint, curve)",
         description="Train a sequence model on a task. Exit status 130 after Ctrl-C (checkpoint saved).",
     )
     p.add_argument("task", nargs="?", help="task name (omit with --resume)")
     p.add_argument("--out", help="run directory (default: runs/TASK)")
     p.add_argument("--resume", metavar="DIR", help="continue the run saved in DIR (to a larger --steps if given)")
     p.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
-    p.add_argument("--threads", type=int, default=1,
-                   help="torch CPU threads per process (default: 1, the fastest for small recurrent models)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch CPU threads per process (default: 1, the fastest for small recurrent models)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     _runargs.add_task_flags(p)
     _runargs.add_model_flags(p)
     p.set_defaults(func=run_train)
 
-    e = subparsers.add_parser("eval", help="print the test metrics of a trained run as JSON",
-                              description="Evaluate a run's checkpoint on its task's test set (task flags override).")
+    e = subparsers.add_parser(
+        "eval",
+        help="print the test metrics of a trained run as JSON",
+        description="Evaluate a run's checkpoint on its task's test set (task flags override).",
+    )
     e.add_argument("run", help="run directory or checkpoint file")
     e.add_argument("--threads", type=int, help="torch CPU threads")
     _runargs.add_task_flags(e)
@@ -87,14 +95,20 @@ def run_train(args: argparse.Namespace) -> int:
         elif run_dir.exists() and not run_dir.is_dir():
             raise CLIError(f"--out {run_dir} is a file, not a directory")
     if not args.quiet:
-        print(f"run {run_dir}: {config.task}, {config.model.baseline} H={config.model.hidden}, "
-              f"{config.optim.optimizer} lr={config.optim.lr}, batch {config.optim.batch_size}, "
-              f"up to {config.optim.steps} steps", file=sys.stderr)
+        print(
+            f"run {run_dir}: {config.task}, {config.model.baseline} H={config.model.hidden}, "
+            f"{config.optim.optimizer} lr={config.optim.lr}, batch {config.optim.batch_size}, "
+            f"up to {config.optim.steps} steps",
+            file=sys.stderr,
+        )
     try:
         result = train(config, run_dir, task=task, resume=bool(args.resume), quiet=args.quiet)
     except TrainingInterrupted as stop:
-        print(f"interrupted at step {stop.result.step}; checkpoint saved; continue with: "
-              f"lstmkit train --resume {run_dir}", file=sys.stderr)
+        print(
+            f"interrupted at step {stop.result.step}; checkpoint saved; continue with: "
+            f"lstmkit train --resume {run_dir}",
+            file=sys.stderr,
+        )
         return 130
     except ValueError as err:
         raise CLIError(str(err)) from None
@@ -114,8 +128,11 @@ def headline(report: dict[str, Any]) -> str:
     if not report.get("has_criterion", True):
         ours = f"{report['sequences']:,} training sequences (the task has no success criterion)"
     else:
-        ours = (f"criterion met after {report['sequences_to_criterion']:,} training sequences"
-                if report["solved"] else f"criterion not met in {report['sequences']:,} training sequences")
+        ours = (
+            f"criterion met after {report['sequences_to_criterion']:,} training sequences"
+            if report["solved"]
+            else f"criterion not met in {report['sequences']:,} training sequences"
+        )
     beside = f" (paper: {paper:,})" if isinstance(paper, int) else ""
     args = " ".join(f"{k}={v}" for k, v in report["task_args"].items() if len(repr(v)) <= 40)
     return f"{report['task']} {args}: {ours}{beside}; test {test}; {report['seconds']} s"
@@ -124,9 +141,14 @@ def headline(report: dict[str, Any]) -> str:
 def summary(config: RunConfig, task: Any, result: Any) -> dict[str, Any]:
     """The final report of a run, with the paper's number beside ours when the task has one."""
     out: dict[str, Any] = {
-        "run": str(result.run_dir), "task": config.task, "task_args": config.task_args,
-        "steps": result.step, "sequences": result.sequences, "test": result.test,
-        "solved": result.solved_at is not None, "sequences_to_criterion": result.solved_at,
+        "run": str(result.run_dir),
+        "task": config.task,
+        "task_args": config.task_args,
+        "steps": result.step,
+        "sequences": result.sequences,
+        "test": result.test,
+        "solved": result.solved_at is not None,
+        "sequences_to_criterion": result.solved_at,
         "seconds": round(result.elapsed, 1),
         "has_criterion": type(task).solved is not Task.solved,
     }
@@ -167,7 +189,16 @@ def run_eval(args: argparse.Namespace) -> int:
         metrics = evaluate(model, task)
     except ValueError as err:
         raise CLIError(str(err)) from None
-    print(json.dumps({"run": args.run, "task": config.task, "task_args": task_args, "test": metrics,
-                      "solved": bool(task.solved(metrics))}, indent=1))
+    print(
+        json.dumps(
+            {
+                "run": args.run,
+                "task": config.task,
+                "task_args": task_args,
+                "test": metrics,
+                "solved": bool(task.solved(metrics)),
+            },
+            indent=1,
+        )
+    )
     return 0
-

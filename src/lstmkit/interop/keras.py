@@ -123,8 +123,11 @@ def lstm_from_keras(
             "reads time backwards; pass bidirectional=True alone"
         )
     spec_act = _activation("activation", activation)
-    spec = CellSpec(gate_activation=_activation("recurrent_activation", recurrent_activation),
-                    candidate_activation=spec_act, cell_activation=spec_act)
+    spec = CellSpec(
+        gate_activation=_activation("recurrent_activation", recurrent_activation),
+        candidate_activation=spec_act,
+        cell_activation=spec_act,
+    )
     layers = _split_layers(weights)
     D = 2 if bidirectional else 1
     per_direction = len(layers[0]) // D
@@ -148,8 +151,14 @@ def lstm_from_keras(
     dtype = layers[0][0].dtype if layers[0][0].dtype in (torch.float32, torch.float64) else torch.float32
     kwargs.setdefault("dtype", dtype)
     model = cls(
-        sizes[0], H, num_layers=len(layers), bias=bias, batch_first=batch_first,
-        bidirectional=bidirectional, spec=spec, **kwargs,
+        sizes[0],
+        H,
+        num_layers=len(layers),
+        bias=bias,
+        batch_first=batch_first,
+        bidirectional=bidirectional,
+        spec=spec,
+        **kwargs,
     )
     with torch.no_grad():
         for k, layer in enumerate(layers):

@@ -205,8 +205,14 @@ def scan_layer(
     states = [h0, c0] + ([zeros_gates] if fgr else [])  # type: ignore[list-item]
     direction = [1 if reverse else 0]
     outs = g.op_multi(
-        "Scan", [*states, xp], len(states) + 1, "scan",
-        body=graph, num_scan_inputs=1, scan_input_directions=direction, scan_output_directions=direction,
+        "Scan",
+        [*states, xp],
+        len(states) + 1,
+        "scan",
+        body=graph,
+        num_scan_inputs=1,
+        scan_input_directions=direction,
+        scan_output_directions=direction,
     )
     return outs[-1], outs[0], outs[1]
 

@@ -55,9 +55,7 @@ def register(
         module.register_parameter(base + suffix, nn.Parameter(torch.empty(shape, **factory)))  # type: ignore[arg-type]
 
 
-def reset(
-    module: nn.Module, spec: CellSpec, hidden_size: int, suffixes: list[str], forget_bias: float
-) -> None:
+def reset(module: nn.Module, spec: CellSpec, hidden_size: int, suffixes: list[str], forget_bias: float) -> None:
     """``torch.nn.LSTM``'s initialisation: U(-1/sqrt(H), 1/sqrt(H)) for every weight and bias,
     drawn in registration order (so a default-spec model matches torch's for the same seed);
     layer-norm gains 1 and shifts 0; ``forget_bias`` then added to the forget rows of ``bias_ih``.
@@ -85,9 +83,7 @@ def direction_suffix(layer: int, direction: int) -> str:
     return f"_l{layer}" + ("_reverse" if direction == 1 else "")
 
 
-def drop_recurrent_weight(
-    w: LayerWeights, p: float, training: bool, generator: torch.Generator | None
-) -> LayerWeights:
+def drop_recurrent_weight(w: LayerWeights, p: float, training: bool, generator: torch.Generator | None) -> LayerWeights:
     """DropConnect on ``weight_hh`` (Merity et al. 2017): one mask per forward call, kept
     entries scaled by 1/(1-p); the weights are unchanged in evaluation."""
     if p == 0.0 or not training:

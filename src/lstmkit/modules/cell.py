@@ -108,8 +108,7 @@ class LSTMCell(nn.Module):
             )
         if x.shape[-1] != self.input_size:
             raise ValueError(
-                f"LSTMCell input must have {self.input_size} features (last dim); "
-                f"got shape {tuple(x.shape)}"
+                f"LSTMCell input must have {self.input_size} features (last dim); got shape {tuple(x.shape)}"
             )
         validate.matches_parameters("input", x, self.weight_ih)
         batched = x.dim() == 2

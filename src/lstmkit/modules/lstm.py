@@ -147,9 +147,18 @@ class LSTM(nn.Module):
 
     def extra_repr(self) -> str:
         s = f"{self.input_size}, {self.hidden_size}"
-        defaults = {"num_layers": 1, "bias": True, "batch_first": False, "dropout": 0.0,
-                    "bidirectional": False, "proj_size": 0, "forget_bias": 0.0,
-                    "recurrent_dropout": 0.0, "zoneout": (0.0, 0.0), "weight_drop": 0.0}
+        defaults = {
+            "num_layers": 1,
+            "bias": True,
+            "batch_first": False,
+            "dropout": 0.0,
+            "bidirectional": False,
+            "proj_size": 0,
+            "forget_bias": 0.0,
+            "recurrent_dropout": 0.0,
+            "zoneout": (0.0, 0.0),
+            "weight_drop": 0.0,
+        }
         for name, default in defaults.items():
             if getattr(self, name) != default:
                 s += f", {name}={getattr(self, name)}"
@@ -198,9 +207,7 @@ class LSTM(nn.Module):
         if isinstance(input, PackedSequence):
             data = validate.floating_tensor("PackedSequence data", input.data)
             if data.dim() != 2 or data.shape[1] != self.input_size:
-                raise ValueError(
-                    f"PackedSequence data must be (N, {self.input_size}); got {tuple(data.shape)}"
-                )
+                raise ValueError(f"PackedSequence data must be (N, {self.input_size}); got {tuple(data.shape)}")
             validate.matches_parameters("input", data, self.weight_ih_l0)
             return data, True
         x = validate.floating_tensor("input", input)
@@ -255,8 +262,14 @@ class LSTM(nn.Module):
         if kernel == "native":
             data = x if (batched or packed) else x.unsqueeze(1 if not self.batch_first else 0)
             out, h_n, c_n = native_lstm(
-                data, (h0, c0), self._flat_weights(), bias=self.bias, num_layers=self.num_layers,
-                dropout=self.dropout, training=self.training, bidirectional=self.bidirectional,
+                data,
+                (h0, c0),
+                self._flat_weights(),
+                bias=self.bias,
+                num_layers=self.num_layers,
+                dropout=self.dropout,
+                training=self.training,
+                bidirectional=self.bidirectional,
                 batch_first=self.batch_first and not packed,
                 batch_sizes=input.batch_sizes if packed else None,
             )
@@ -272,8 +285,12 @@ class LSTM(nn.Module):
             out, h_n, c_n, records = self._explicit(kernel, seq, h0, c0, lengths, return_gates)
             if records is not None:
                 trace = assemble_trace(
-                    records, self.spec, lengths=lengths, batch_first=self.batch_first,
-                    unbatched=not batched, unsorted_indices=unsorted_idx,
+                    records,
+                    self.spec,
+                    lengths=lengths,
+                    batch_first=self.batch_first,
+                    unbatched=not batched,
+                    unsorted_indices=unsorted_idx,
                 )
             if packed:
                 out = pack_padded_sequence(out, lengths, enforce_sorted=True).data
@@ -327,8 +344,17 @@ class LSTM(nn.Module):
             raise TypeError(f"from_torch expects a torch.nn.LSTM; got {type(module).__name__}")
         p = module.weight_ih_l0
         model = cls(
-            module.input_size, module.hidden_size, module.num_layers, module.bias, module.batch_first,
-            float(module.dropout), module.bidirectional, module.proj_size, device=p.device, dtype=p.dtype, **kwargs,
+            module.input_size,
+            module.hidden_size,
+            module.num_layers,
+            module.bias,
+            module.batch_first,
+            float(module.dropout),
+            module.bidirectional,
+            module.proj_size,
+            device=p.device,
+            dtype=p.dtype,
+            **kwargs,
         )
         model.load_state_dict(module.state_dict())
         model.train(module.training)
@@ -340,8 +366,16 @@ class LSTM(nn.Module):
             raise ValueError(f"only the default spec converts to torch.nn.LSTM; this model has {self.spec}")
         p = self.weight_ih_l0
         out = nn.LSTM(
-            self.input_size, self.hidden_size, self.num_layers, self.bias, self.batch_first,
-            self.dropout, self.bidirectional, self.proj_size, device=p.device, dtype=p.dtype,
+            self.input_size,
+            self.hidden_size,
+            self.num_layers,
+            self.bias,
+            self.batch_first,
+            self.dropout,
+            self.bidirectional,
+            self.proj_size,
+            device=p.device,
+            dtype=p.dtype,
         )
         out.load_state_dict(self.state_dict())
         out.train(self.training)

@@ -67,8 +67,7 @@ def seed_to_state_dict(module: nn.Module) -> tuple[dict[str, Tensor], int, int]:
         layer = getattr(module, name, None)
         if not isinstance(layer, nn.Linear):
             raise TypeError(
-                f"from_seed expects a module with nn.Linear attributes {SEED_NAMES}; "
-                f"{name!r} is {type(layer).__name__}"
+                f"from_seed expects a module with nn.Linear attributes {SEED_NAMES}; {name!r} is {type(layer).__name__}"
             )
         linears.append(layer)
     H = linears[0].out_features

@@ -57,9 +57,7 @@ def matches_parameters(name: str, value: Tensor, param: Tensor) -> None:
             f"convert one of them (e.g. model.to({value.dtype}))"
         )
     if value.device != param.device:
-        raise ValueError(
-            f"{name} is on device {value.device} but the parameters are on {param.device}"
-        )
+        raise ValueError(f"{name} is on device {value.device} but the parameters are on {param.device}")
 
 
 def state_pair(hx: object, what: str) -> tuple[Tensor, Tensor]:

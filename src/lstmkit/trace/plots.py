@@ -104,8 +104,16 @@ def plot_gates(
             lo, hi, cmap = -1.0, 1.0, _SIGNED_CMAP
         else:
             lo, hi, cmap = -m, m, _SIGNED_CMAP
-        image = ax.imshow(values.T.numpy(), aspect="auto", origin="lower", interpolation="nearest",
-                          vmin=lo, vmax=hi, cmap=cmap, extent=(-0.5, L - 0.5, -0.5, values.shape[1] - 0.5))
+        image = ax.imshow(
+            values.T.numpy(),
+            aspect="auto",
+            origin="lower",
+            interpolation="nearest",
+            vmin=lo,
+            vmax=hi,
+            cmap=cmap,
+            extent=(-0.5, L - 0.5, -0.5, values.shape[1] - 0.5),
+        )
         note = ""
         if name not in trace.spec.gates and name != "cell":
             note = " (1 - input, CIFG)" if (name == "forget" and trace.spec.coupled) else " (removed: constant 1)"
@@ -150,13 +158,27 @@ def plot_memory_horizon(
     ax = fig.add_subplot()
     edges, counts = horizon.edges, horizon.counts
     widths = [hi - lo for lo, hi in itertools.pairwise(edges)]
-    ax.bar(edges[:-1], counts, width=widths, align="edge", color="tab:blue", edgecolor="white",
-           label=f"units within the sequence ({sum(counts)})")
+    ax.bar(
+        edges[:-1],
+        counts,
+        width=widths,
+        align="edge",
+        color="tab:blue",
+        edgecolor="white",
+        label=f"units within the sequence ({sum(counts)})",
+    )
     top = edges[-1]
     if horizon.beyond_units:
         w = max(widths) if widths else 1.0
-        ax.bar([top + w], [horizon.beyond_units], width=w, align="edge", color="tab:orange", edgecolor="white",
-               label=f"beyond the sequence ({horizon.beyond_units})")
+        ax.bar(
+            [top + w],
+            [horizon.beyond_units],
+            width=w,
+            align="edge",
+            color="tab:orange",
+            edgecolor="white",
+            label=f"beyond the sequence ({horizon.beyond_units})",
+        )
     median = horizon.median
     if median == median:  # not NaN
         ax.axvline(median, color="black", linestyle="--", label=f"median {median:.1f} steps")

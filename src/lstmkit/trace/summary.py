@@ -121,8 +121,14 @@ class GateStats:
 
     def to_dict(self) -> dict[str, object]:
         """JSON-ready form."""
-        return {"mean": self.mean, "std": self.std, "saturated": self.saturated, "low": self.low,
-                "high": self.high, "kind": self.kind}
+        return {
+            "mean": self.mean,
+            "std": self.std,
+            "saturated": self.saturated,
+            "low": self.low,
+            "high": self.high,
+            "kind": self.kind,
+        }
 
 
 @dataclass(frozen=True)
@@ -260,9 +266,7 @@ def gate_stats(values: Tensor, mask: Tensor, *, symmetric: bool = False, kind: s
     )
 
 
-def memory_horizon(
-    forget: Tensor, lengths: Tensor | None = None, *, start: int = 0, bins: int = 20
-) -> MemoryHorizon:
+def memory_horizon(forget: Tensor, lengths: Tensor | None = None, *, start: int = 0, bins: int = 20) -> MemoryHorizon:
     """The memory horizon of each unit from forget gates (B, T, H) in the direction's time order.
 
     ``lengths`` (B,) valid lengths (None: all T); ``start`` the step s the memory starts at;
@@ -335,8 +339,9 @@ def summarize(trace: GateTrace, *, start: int = 0, bins: int = 20) -> TraceSumma
         dirs = []
         for d in range(trace.num_directions):
             stats = {
-                name: gate_stats(batch_major(trace, name, k, d), mask, symmetric=name == "candidate",
-                                 kind=_gate_kind(trace, name))
+                name: gate_stats(
+                    batch_major(trace, name, k, d), mask, symmetric=name == "candidate", kind=_gate_kind(trace, name)
+                )
                 for name in GATES
             }
             forget = batch_major(trace, "forget", k, d)  # (B, T, H)
@@ -344,5 +349,6 @@ def summarize(trace: GateTrace, *, start: int = 0, bins: int = 20) -> TraceSumma
                 forget = reverse_padded(forget.transpose(0, 1), lengths.to(forget.device)).transpose(0, 1)
             dirs.append(DirectionSummary(k, d, stats, memory_horizon(forget, lengths, start=start, bins=bins)))
         layers.append(dirs)
-    return TraceSummary(layers, trace.spec.to_dict(), int(mask.shape[0]), int(mask.shape[1]),
-                        [int(v) for v in lengths.tolist()])
+    return TraceSummary(
+        layers, trace.spec.to_dict(), int(mask.shape[0]), int(mask.shape[1]), [int(v) for v in lengths.tolist()]
+    )

@@ -199,15 +199,17 @@ def load_run(path: str | os.PathLike[str]) -> tuple[SequenceModel, RunConfig]:
 
 
 def _load_weights(model: torch.nn.Module, tensors: dict[str, torch.Tensor], file: Path) -> None:
-    weights = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
+    weights = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
     expected = model.state_dict()
     missing, unexpected = sorted(set(expected) - set(weights)), sorted(set(weights) - set(expected))
     if missing or unexpected:
         raise ValueError(f"checkpoint {file} does not fit its model: missing {missing}, unexpected {unexpected}")
     for name, value in weights.items():
         if value.shape != expected[name].shape:
-            raise ValueError(f"checkpoint {file}: {name} has shape {tuple(value.shape)}, "
-                             f"the model expects {tuple(expected[name].shape)}")
+            raise ValueError(
+                f"checkpoint {file}: {name} has shape {tuple(value.shape)}, "
+                f"the model expects {tuple(expected[name].shape)}"
+            )
     model.load_state_dict(weights)
 
 
@@ -243,8 +245,10 @@ def load_checkpoint(
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise ValueError(f"cannot read training state {state_file}: {err}") from None
     if not isinstance(state, dict) or str(state.get("step")) != metadata.get("step"):
-        raise ValueError(f"{state_file} (step {state.get('step') if isinstance(state, dict) else '?'}) does not "
-                         f"belong to {file} (step {metadata.get('step')})")
+        raise ValueError(
+            f"{state_file} (step {state.get('step') if isinstance(state, dict) else '?'}) does not "
+            f"belong to {file} (step {metadata.get('step')})"
+        )
     _load_weights(model, tensors, file)
     if optimizer is not None:
         opt = state.get("optimizer")

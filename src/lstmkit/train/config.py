@@ -31,8 +31,13 @@ OPTIMIZERS = ("adam", "sgd", "rmsprop")
 READOUTS = ("last", "all")
 """Task readouts: hidden output at each sequence's last valid step, or at every step."""
 
-RESUMABLE_FIELDS = ("optim.steps", "optim.eval_every", "optim.log_every", "optim.stop_when_solved",
-                    "optim.checkpoint_every")
+RESUMABLE_FIELDS = (
+    "optim.steps",
+    "optim.eval_every",
+    "optim.log_every",
+    "optim.stop_when_solved",
+    "optim.checkpoint_every",
+)
 """Dotted field names that a resumed run may change; any other difference is refused."""
 
 
@@ -75,12 +80,20 @@ class ModelConfig:
         if self.vocab_size is not None and (not isinstance(self.vocab_size, int) or self.vocab_size <= 0):
             raise ValueError(f"vocab_size must be a positive int or None; got {self.vocab_size!r}")
         if self.baseline != "lstm":
-            lstm_only = {"proj_size": 0, "spec": {}, "forget_bias": 0.0, "recurrent_dropout": 0.0,
-                         "zoneout": 0.0, "weight_drop": 0.0}
+            lstm_only = {
+                "proj_size": 0,
+                "spec": {},
+                "forget_bias": 0.0,
+                "recurrent_dropout": 0.0,
+                "zoneout": 0.0,
+                "weight_drop": 0.0,
+            }
             used = [k for k, default in lstm_only.items() if getattr(self, k) != default]
             if used:
-                raise ValueError(f"baseline={self.baseline!r} is torch.nn.{self.baseline.upper()}; "
-                                 f"it has no {', '.join(used)} (LSTM options only)")
+                raise ValueError(
+                    f"baseline={self.baseline!r} is torch.nn.{self.baseline.upper()}; "
+                    f"it has no {', '.join(used)} (LSTM options only)"
+                )
         self.cell_spec()  # validates the spec fields
 
     def cell_spec(self) -> CellSpec:

@@ -12,8 +12,14 @@ from __future__ import annotations
 from typing import Any
 
 COMMON: dict[str, Any] = {
-    "hidden": 32, "optimizer": "adam", "lr": 3e-3, "batch_size": 32, "steps": 2000, "clip": 1.0,
-    "eval_every": 100, "log_every": 10,
+    "hidden": 32,
+    "optimizer": "adam",
+    "lr": 3e-3,
+    "batch_size": 32,
+    "steps": 2000,
+    "clip": 1.0,
+    "eval_every": 100,
+    "log_every": 10,
 }
 """Used for every task, then updated by the task's own entry in :data:`TASK_DEFAULTS`."""
 

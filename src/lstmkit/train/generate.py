@@ -37,9 +37,11 @@ def sample_tokens(
     """
     c = model.config
     if c.vocab_size is None or c.readout != "all" or c.bidirectional:
-        raise ValueError("sampling needs a unidirectional token model with readout 'all' "
-                         f"(this one: vocab_size={c.vocab_size}, readout={c.readout!r}, "
-                         f"bidirectional={c.bidirectional})")
+        raise ValueError(
+            "sampling needs a unidirectional token model with readout 'all' "
+            f"(this one: vocab_size={c.vocab_size}, readout={c.readout!r}, "
+            f"bidirectional={c.bidirectional})"
+        )
     if prime.dim() != 1 or prime.numel() == 0:
         raise ValueError(f"prime must be a non-empty (N,) tensor of ids; got shape {tuple(prime.shape)}")
     if length < 0 or temperature < 0:
@@ -79,6 +81,7 @@ def forecast_series(model: SequenceModel, task: Any) -> dict[str, np.ndarray]:
     batch = task.test_set()
     model.eval()
     with torch.no_grad():
-        prediction = torch.cat([model(part.inputs, part.lengths)
-                                for part in (batch.slice(i, i + 512) for i in range(0, len(batch), 512))])
+        prediction = torch.cat(
+            [model(part.inputs, part.lengths) for part in (batch.slice(i, i + 512) for i in range(0, len(batch), 512))]
+        )
     return task.series(prediction, batch)

@@ -122,8 +122,10 @@ def evaluate(model: nn.Module, task: Task, batch: Batch | None = None, chunk: in
     was_training = model.training
     model.eval()
     with torch.no_grad():
-        preds = [model(part.inputs, part.lengths) for part in (batch.slice(i, i + chunk)
-                                                                for i in range(0, len(batch), chunk))]
+        preds = [
+            model(part.inputs, part.lengths)
+            for part in (batch.slice(i, i + chunk) for i in range(0, len(batch), chunk))
+        ]
     model.train(was_training)
     return task.metrics(torch.cat(preds), batch)
 
@@ -201,8 +203,13 @@ def train(
 
 
 def _run(
-    config: RunConfig, run_dir: Path, task: Task, resume: bool, quiet: bool,
-    on_log: Callable[[dict[str, Any]], None] | None, info: distributed.DistInfo,
+    config: RunConfig,
+    run_dir: Path,
+    task: Task,
+    resume: bool,
+    quiet: bool,
+    on_log: Callable[[dict[str, Any]], None] | None,
+    info: distributed.DistInfo,
 ) -> TrainResult:
     o = config.optim
     if o.batch_size % info.world_size:
@@ -211,8 +218,14 @@ def _run(
     model: SequenceModel = build_model(config.model, config.seed)
     optimizer = make_optimizer(model, config)
     metrics_file = run_dir / METRICS
-    state: dict[str, Any] = {"step": 0, "elapsed": 0.0, "window_loss": 0.0, "window_steps": 0,
-                             "solved_at": None, "test": {}}
+    state: dict[str, Any] = {
+        "step": 0,
+        "elapsed": 0.0,
+        "window_loss": 0.0,
+        "window_steps": 0,
+        "solved_at": None,
+        "test": {},
+    }
     if resume:
         state.update(load_checkpoint(run_dir, model, optimizer, config))
         if info.is_main:  # drop log lines written after the checkpoint
@@ -231,8 +244,15 @@ def _run(
     metric = main_metric(test) if test else None
 
     def snapshot(step: int) -> dict[str, Any]:
-        return {"step": step, "sequences": step * o.batch_size, "elapsed": elapsed0 + time.perf_counter() - t0,
-                "window_loss": window_loss, "window_steps": window_steps, "solved_at": solved_at, "test": test}
+        return {
+            "step": step,
+            "sequences": step * o.batch_size,
+            "elapsed": elapsed0 + time.perf_counter() - t0,
+            "window_loss": window_loss,
+            "window_steps": window_steps,
+            "solved_at": solved_at,
+            "test": test,
+        }
 
     def save(step: int) -> None:
         if info.is_main:
@@ -296,11 +316,16 @@ def _run(
         bar.close()
     if step == start:
         save(step)  # nothing new to train (the last step always checkpoints)
-    result = TrainResult(run_dir, step, step * o.batch_size, test, solved_at,
-                         elapsed0 + time.perf_counter() - t0, interrupted)
+    result = TrainResult(
+        run_dir, step, step * o.batch_size, test, solved_at, elapsed0 + time.perf_counter() - t0, interrupted
+    )
     if info.is_main:
-        plot_curve(read_metrics(metrics_file), run_dir / CURVE, metric or "loss",
-                   title=f"{config.task} {_short(config.task_args)} - {config.model.baseline} H={config.model.hidden}")
+        plot_curve(
+            read_metrics(metrics_file),
+            run_dir / CURVE,
+            metric or "loss",
+            title=f"{config.task} {_short(config.task_args)} - {config.model.baseline} H={config.model.hidden}",
+        )
     if interrupted:
         raise TrainingInterrupted(result)
     return result

@@ -46,15 +46,29 @@ class SequenceModel(nn.Module):
         self.lstm: nn.Module
         if c.baseline == "lstm":
             self.lstm = LSTM(
-                core_input, c.hidden, c.layers, batch_first=True, dropout=c.dropout if c.layers > 1 else 0.0,
-                bidirectional=c.bidirectional, proj_size=c.proj_size, spec=c.cell_spec(),
-                forget_bias=c.forget_bias, recurrent_dropout=c.recurrent_dropout, zoneout=c.zoneout,
+                core_input,
+                c.hidden,
+                c.layers,
+                batch_first=True,
+                dropout=c.dropout if c.layers > 1 else 0.0,
+                bidirectional=c.bidirectional,
+                proj_size=c.proj_size,
+                spec=c.cell_spec(),
+                forget_bias=c.forget_bias,
+                recurrent_dropout=c.recurrent_dropout,
+                zoneout=c.zoneout,
                 weight_drop=c.weight_drop,
             )
         else:
             core = nn.RNN if c.baseline == "rnn" else nn.GRU
-            self.lstm = core(core_input, c.hidden, c.layers, batch_first=True,
-                             dropout=c.dropout if c.layers > 1 else 0.0, bidirectional=c.bidirectional)
+            self.lstm = core(
+                core_input,
+                c.hidden,
+                c.layers,
+                batch_first=True,
+                dropout=c.dropout if c.layers > 1 else 0.0,
+                bidirectional=c.bidirectional,
+            )
         D = 2 if c.bidirectional else 1
         R = c.proj_size if (c.baseline == "lstm" and c.proj_size > 0) else c.hidden
         self.head = nn.Linear(D * R, c.output_size)

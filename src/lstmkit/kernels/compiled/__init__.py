@@ -160,8 +160,24 @@ class _Recurrence(torch.autograd.Function):
         cfg, clip, zc, zh = options
         ext = extension()
         out = ext.forward(
-            zx, h0, c0, w_hh, w_hr, w_ch, w_gg, ln_hh, ln_cw, ln_cb, rec_mask, zc_mask, zh_mask, lengths,
-            cfg, clip, zc, zh,
+            zx,
+            h0,
+            c0,
+            w_hh,
+            w_hr,
+            w_ch,
+            w_gg,
+            ln_hh,
+            ln_cw,
+            ln_cb,
+            rec_mask,
+            zc_mask,
+            zh_mask,
+            lengths,
+            cfg,
+            clip,
+            zc,
+            zh,
         )
         ctx.options = options
         ctx.set_materialize_grads(False)
@@ -175,8 +191,23 @@ class _Recurrence(torch.autograd.Function):
         saved = ctx.saved_tensors
         grads = extension().backward(d_hs, d_cs, d_acts, list(saved[:11]), *saved[11:], cfg, clip, zc, zh)
         d_zx, d_h0, d_c0, d_w_hh, d_w_hr, d_w_ch, d_w_gg, d_ln_hh, d_ln_cw, d_ln_cb = grads
-        return (None, d_zx, d_h0, d_c0, d_w_hh, d_w_hr, d_w_ch, d_w_gg, d_ln_hh, d_ln_cw, d_ln_cb,
-                None, None, None, None)
+        return (
+            None,
+            d_zx,
+            d_h0,
+            d_c0,
+            d_w_hh,
+            d_w_hr,
+            d_w_ch,
+            d_w_gg,
+            d_ln_hh,
+            d_ln_cw,
+            d_ln_cb,
+            None,
+            None,
+            None,
+            None,
+        )
 
 
 def _expect(name: str, t: Tensor | None, shape: tuple[int, ...]) -> None:
@@ -243,8 +274,12 @@ def lstm_layer(
         (torch.Size([5, 2, 4]), torch.Size([2, 4]))
     """
     kwargs: dict[str, Any] = {
-        "lengths": lengths, "reverse": reverse, "recurrent_mask": recurrent_mask,
-        "zoneout_cell": zoneout_cell, "zoneout_hidden": zoneout_hidden, "record": record,
+        "lengths": lengths,
+        "reverse": reverse,
+        "recurrent_mask": recurrent_mask,
+        "zoneout_cell": zoneout_cell,
+        "zoneout_hidden": zoneout_hidden,
+        "record": record,
     }
     if not (_fast_path_ok(x, h0, c0, w) and is_available()):
         return reference_layer(x, h0, c0, w, spec, **kwargs)
@@ -291,10 +326,21 @@ def lstm_layer(
         zx = F.linear(x, w.weight_ih, bias)  # (T, B, G*H)
     clip = float(spec.cell_clip) if spec.cell_clip is not None else -1.0
     hs, cs, acts = _Recurrence.apply(
-        (_config(spec, H), clip, zc, zh), zx, h0, c0, w.weight_hh,
-        w.weight_hr, w.weight_ch if spec.peephole else None, w.weight_gg if spec.full_gate_recurrence else None,
-        w.ln_hh_weight if spec.layer_norm else None, w.ln_cell_weight if spec.layer_norm else None,
-        w.ln_cell_bias if spec.layer_norm else None, rec_mask, zc_mask, zh_mask, lengths,
+        (_config(spec, H), clip, zc, zh),
+        zx,
+        h0,
+        c0,
+        w.weight_hh,
+        w.weight_hr,
+        w.weight_ch if spec.peephole else None,
+        w.weight_gg if spec.full_gate_recurrence else None,
+        w.ln_hh_weight if spec.layer_norm else None,
+        w.ln_cell_weight if spec.layer_norm else None,
+        w.ln_cell_bias if spec.layer_norm else None,
+        rec_mask,
+        zc_mask,
+        zh_mask,
+        lengths,
     )
 
     valid = None
