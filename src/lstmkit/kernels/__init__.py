@@ -8,10 +8,11 @@ Three kernels:
 - ``reference``: the step-by-step loop of :func:`lstmkit.functional.lstm_layer`, the fallback
   and the oracle the others are tested against.
 
-The environment variable ``LSTMKIT_KERNEL=reference`` (or :func:`use`) forces the reference
-loop everywhere.
+The environment variable ``LSTMKIT_KERNEL`` (or :func:`use`) asks for one kernel by name; a
+kernel asked for by name that cannot run a call raises :class:`KernelUnavailable` (only "auto",
+the default, falls back).
 """
 
-from .dispatch import available, choose, run_layer, use
+from .dispatch import KernelUnavailable, available, choose, run_layer, use
 
-__all__ = ["available", "choose", "run_layer", "use"]
+__all__ = ["KernelUnavailable", "available", "choose", "run_layer", "use"]

@@ -44,6 +44,7 @@ from torch.autograd.function import once_differentiable
 from ...functional import LN_EPS, LayerResult, LayerWeights, reverse_padded
 from ...functional import lstm_layer as reference_layer
 from ...spec import CellSpec
+from . import ops
 
 ACTIVATION_CODES = {"sigmoid": 0, "hard_sigmoid": 1, "tanh": 2, "identity": 3, "relu": 4, "softsign": 5}
 """Activation name -> code understood by ``csrc/activations.h``."""
@@ -83,6 +84,7 @@ def extension() -> Any:
     return _state["ext"]
 
 
+@torch.compiler.assume_constant_result  # while a graph is captured: run once, eagerly, as a constant
 def is_available() -> bool:
     """True when the C++ extension is built (or builds now); on failure warns once and returns False.
 
@@ -225,13 +227,23 @@ def _mask(name: str, value: Tensor | float | None, shape: tuple[int, ...], like:
         raise ValueError(f"{name} must broadcast to {shape}; got {tuple(value.shape)}") from None
 
 
-def _fast_path_ok(x: Tensor, h0: Tensor, c0: Tensor, w: LayerWeights) -> bool:
-    """True when the C++ kernel handles these tensors (CPU, float32/float64, one dtype, T > 0)."""
+def unsupported_reason(x: Tensor, h0: Tensor, c0: Tensor, w: LayerWeights) -> str | None:
+    """Why the C++ kernel cannot run these tensors (None when it can): it takes CPU tensors of one
+    dtype, float32 or float64, and a sequence of at least one step."""
     tensors = [t for t in (x, h0, c0, *w) if t is not None]
-    dtype = x.dtype
-    if dtype not in (torch.float32, torch.float64) or x.dim() != 3 or x.shape[0] == 0 or x.shape[1] == 0:
-        return False
-    return all(t.device.type == "cpu" and t.dtype == dtype for t in tensors)
+    if x.dtype not in (torch.float32, torch.float64):
+        return f"it computes in float32 or float64; got {x.dtype}"
+    if x.dim() != 3 or x.shape[0] == 0:
+        return f"it needs x of shape (T, B, I) with T > 0; got {tuple(x.shape)}"
+    others = sorted({f"{t.dtype} on {t.device}" for t in tensors if t.device.type != "cpu" or t.dtype != x.dtype})
+    if others:
+        return f"it needs every tensor on the CPU in {x.dtype}; got {', '.join(others)}"
+    return None
+
+
+def _fast_path_ok(x: Tensor, h0: Tensor, c0: Tensor, w: LayerWeights) -> bool:
+    """True when the C++ kernel handles these tensors and the batch is not empty."""
+    return unsupported_reason(x, h0, c0, w) is None and x.shape[1] > 0
 
 
 def lstm_layer(
@@ -325,8 +337,13 @@ def lstm_layer(
     else:
         zx = F.linear(x, w.weight_ih, bias)  # (T, B, G*H)
     clip = float(spec.cell_clip) if spec.cell_clip is not None else -1.0
-    hs, cs, acts = _Recurrence.apply(
-        (_config(spec, H), clip, zc, zh),
+    options = (_config(spec, H), clip, zc, zh)
+    # eager: an autograd.Function that keeps the C++ forward's saved tensors for BPTT; while a graph
+    # is captured (torch.compile, torch.export): the custom op, one node with T symbolic
+    capturing = torch.compiler.is_compiling() or torch.jit.is_tracing()
+    step_kernel = ops.apply if capturing else _Recurrence.apply
+    hs, cs, acts = step_kernel(
+        options,
         zx,
         h0,
         c0,
