@@ -257,7 +257,7 @@ def keras_weights(model: LSTM) -> KerasWeights:
     ``bias = bias_ih + bias_hh`` (4H,); numpy arrays of the parameters' dtype, in a
     :class:`KerasWeights` list that remembers ``batch_first``, ``bidirectional`` and the activations.
     Refuses (ValueError, naming why) a model Keras' LSTM cannot compute: another spec, a
-    projection, zoneout, recurrent dropout or weight drop.
+    projection, zoneout, or in training mode recurrent dropout or weight drop.
 
     Example::
 

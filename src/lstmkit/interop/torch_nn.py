@@ -2,8 +2,9 @@
 
 The parameter layout is torch's (names, shapes, gate rows i, f, g, o), so a conversion copies the
 ``state_dict``. Only a model that computes exactly what torch's module computes converts to it:
-the default spec and none of the regularisers torch's module lacks (zoneout, recurrent dropout,
-weight drop); anything else is refused with the reason, never dropped silently.
+the default spec, no zoneout (it acts in evaluation too, as its expectation), and in training
+mode no recurrent dropout or weight drop (in evaluation mode they are the identity); anything else
+is refused with the reason, never dropped silently.
 
 Example::
 
@@ -28,10 +29,10 @@ def torch_incompatibilities(model: LSTM | LSTMCell) -> list[str]:
         reasons.append(f"spec {model.spec} (only the default spec is torch's cell)")
     if model.zoneout != (0.0, 0.0):
         reasons.append(f"zoneout={model.zoneout} (acts in evaluation too, as its expectation)")
-    if getattr(model, "recurrent_dropout", 0.0):
-        reasons.append(f"recurrent_dropout={model.recurrent_dropout}")
-    if getattr(model, "weight_drop", 0.0):
-        reasons.append(f"weight_drop={model.weight_drop}")
+    if model.training:  # in evaluation these two are the identity, and the converted module keeps the mode
+        for name in ("recurrent_dropout", "weight_drop"):
+            if getattr(model, name, 0.0):
+                reasons.append(f"{name}={getattr(model, name)} in training mode (call .eval() to convert)")
     return reasons
 
 
@@ -68,8 +69,9 @@ def lstm_from_torch(module: nn.LSTM, *, cls: type[LSTM] = LSTM, **kwargs: Any) -
 
 
 def lstm_to_torch(model: LSTM) -> nn.LSTM:
-    """The same model as a ``torch.nn.LSTM``; refuses (ValueError, naming why) a model torch's
-    module cannot compute: another spec, zoneout, recurrent dropout or weight drop."""
+    """The same model (and mode) as a ``torch.nn.LSTM``; refuses (ValueError, naming why) a model
+    torch's module cannot compute: another spec, zoneout, or in training mode recurrent dropout or
+    weight drop."""
     if not isinstance(model, LSTM):
         raise TypeError(f"lstm_to_torch expects a lstmkit.LSTM; got {type(model).__name__}")
     _refuse(model, "torch.nn.LSTM")
