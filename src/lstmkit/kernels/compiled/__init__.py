@@ -41,7 +41,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from ...functional import LN_EPS, LayerResult, LayerWeights, reverse_padded
+from ...functional import LN_EPS, LayerResult, LayerWeights, check_lengths, reverse_padded
 from ...functional import lstm_layer as reference_layer
 from ...spec import CellSpec
 from . import ops
@@ -315,8 +315,8 @@ def lstm_layer(
         sizes = {"ln_ih_weight": G * H, "ln_hh_weight": G * H, "ln_cell_weight": H, "ln_cell_bias": H}
         for name, size in sizes.items():
             _expect(name, getattr(w, name), (size,))
+    check_lengths(lengths, T, B)
     if lengths is not None:
-        _expect("lengths", lengths, (B,))
         lengths = lengths.to(device="cpu", dtype=torch.int64)
 
     if reverse:
