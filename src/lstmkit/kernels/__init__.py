@@ -13,6 +13,7 @@ kernel asked for by name that cannot run a call raises :class:`KernelUnavailable
 the default, falls back).
 """
 
+from .compiled import ops as ops  # registers the torch.library ops lstmkit::recurrence{,_backward} (no build)
 from .dispatch import KernelUnavailable, available, choose, run_layer, use
 
 __all__ = ["KernelUnavailable", "available", "choose", "run_layer", "use"]
