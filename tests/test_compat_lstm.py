@@ -353,3 +353,72 @@ def test_float64_gradcheck_against_torch() -> None:
     assert_same_result(list(g_ref), list(g_ours))
     with kernels.use("reference"):
         assert torch.autograd.gradcheck(lambda t: ours(t)[0], (x[:3, :1].detach().requires_grad_(),))
+
+
+# ---------------------------------------------------------------- conversions never change the function
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {},
+        {"batch_first": True},
+        {"num_layers": 2, "bidirectional": True},
+        {"spec": lstmkit.CellSpec(gate_activation="hard_sigmoid")},
+    ],
+    ids=["time-major", "batch-first", "stacked-bidirectional", "hard-sigmoid"],
+)
+def test_keras_weights_round_trip_gives_the_same_function(kwargs: dict[str, Any]) -> None:
+    torch.manual_seed(0)
+    model = lstmkit.LSTM(I, H, dtype=torch.float64, **kwargs).eval()
+    again = lstmkit.LSTM.from_keras(model.to_keras_weights())
+    assert (again.batch_first, again.bidirectional, again.spec) == (model.batch_first, model.bidirectional, model.spec)
+    x = torch.randn(T, B, I, dtype=torch.float64)
+    assert_same_result(model(x), again(x))
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"zoneout": 0.5},
+        {"zoneout": (0.0, 0.2)},
+        {"recurrent_dropout": 0.3, "train": True},
+        {"weight_drop": 0.3, "train": True},
+    ],
+    ids=str,
+)
+def test_conversions_refuse_what_they_would_drop(kwargs: dict[str, Any]) -> None:
+    kwargs = dict(kwargs)
+    training = kwargs.pop("train", False)
+    model = lstmkit.LSTM(I, H, **kwargs).train(training)
+    field = next(iter(kwargs))
+    with pytest.raises(ValueError, match=f"{field}="):
+        model.to_torch()
+    with pytest.raises(ValueError, match=f"{field}="):
+        model.to_keras_weights()
+
+
+def test_eval_mode_dropouts_convert_because_they_are_the_identity_there() -> None:
+    torch.manual_seed(0)
+    model = lstmkit.LSTM(I, H, recurrent_dropout=0.3, weight_drop=0.3, dtype=torch.float64).eval()
+    x = torch.randn(T, B, I, dtype=torch.float64)
+    ref = model.to_torch()
+    assert isinstance(ref, nn.LSTM) and not ref.training
+    assert_same_result(ref(x), model(x))
+
+
+@pytest.mark.parametrize("spec", ["nfg", "cifg"])
+def test_forget_bias_without_forget_rows_is_refused(spec: str) -> None:
+    with pytest.raises(
+        ValueError, match=f"forget_bias=5.0 needs a forget gate.*{'coupled' if spec == 'cifg' else 'no forget'}"
+    ):
+        lstmkit.LSTM(I, H, spec=spec, forget_bias=5.0)
+    assert lstmkit.LSTM(I, H, spec="peephole", forget_bias=5.0).forget_bias == 5.0
+
+
+def test_functional_lengths_are_checked() -> None:
+    w = lstmkit.LayerWeights(torch.randn(4 * H, I), torch.randn(4 * H, H))
+    x, h0 = torch.randn(T, 2, I), torch.zeros(2, H)
+    for bad in ([T + 1, 2], [3, -1]):
+        with pytest.raises(ValueError, match=rf"lengths must lie in \[0, T={T}\]"):
+            lstmkit.lstm_layer(x, h0, h0, w, lstmkit.CellSpec(), lengths=torch.tensor(bad))
+    with pytest.raises(TypeError, match="integer tensor"):
+        lstmkit.lstm_layer(x, h0, h0, w, lstmkit.CellSpec(), lengths=torch.tensor([2.0, 3.0]))

@@ -117,6 +117,7 @@ def test_compile_with_inductor_as_in_the_report(compiled_kernel: object) -> None
     want.load_state_dict(model.state_dict())
     ref_out, (ref_h, ref_c) = want(x)
     torch.testing.assert_close(out, ref_out, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(h, ref_h, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(c, ref_c, atol=1e-5, rtol=1e-5)
 
 

@@ -244,8 +244,7 @@ def _check_keras_expressible(model: LSTM) -> None:
     regularisers = [r for r in torch_incompatibilities(model) if not r.startswith("spec ")]
     if regularisers:
         raise ValueError(
-            "Keras weights cannot carry what this model computes besides its weights: it has "
-            + "; ".join(regularisers)
+            "Keras weights cannot carry what this model computes besides its weights: it has " + "; ".join(regularisers)
         )
 
 
