@@ -94,6 +94,8 @@ def run_train(args: argparse.Namespace) -> int:
                 (run_dir / name).unlink(missing_ok=True)
         elif run_dir.exists() and not run_dir.is_dir():
             raise CLIError(f"--out {run_dir} is a file, not a directory")
+    if hasattr(task, "describe"):  # what was read from the user's file, and what was filled or dropped
+        print(f"data: {json.dumps(task.describe())}", file=sys.stderr)
     if not args.quiet:
         print(
             f"run {run_dir}: {config.task}, {config.model.baseline} H={config.model.hidden}, "
@@ -123,7 +125,11 @@ def run_train(args: argparse.Namespace) -> int:
 
 def headline(report: dict[str, Any]) -> str:
     """One line: when the criterion was met (or not) and the test result, beside the paper's number."""
-    test = ", ".join(f"{k} {v:.4g}" for k, v in report["test"].items() if k != "loss")
+    best = report.get("best") or {}
+    shown = best.get("test") or report["test"]
+    test = ", ".join(f"{k} {v:.4g}" for k, v in shown.items() if k != "loss")
+    if best:
+        test = f"(best validation {best['metric']} at step {best['step']}) {test}"
     paper = report.get("paper", {}).get("sequences_to_criterion")
     if not report.get("has_criterion", True):
         ours = f"{report['sequences']:,} training sequences (the task has no success criterion)"
@@ -152,6 +158,10 @@ def summary(config: RunConfig, task: Any, result: Any) -> dict[str, Any]:
         "seconds": round(result.elapsed, 1),
         "has_criterion": type(task).solved is not Task.solved,
     }
+    if getattr(result, "best", None):
+        out["best"] = result.best
+    if hasattr(task, "describe"):
+        out["data"] = task.describe()
     paper = dict(getattr(task, "paper", {}) or {})
     if paper:
         keys = [str(getattr(task, a)) for a in ("T", "variant", "seq_len") if hasattr(task, a)]
