@@ -184,10 +184,15 @@ class ForecastTask(Task):
         return (truth - float(self.mean[0])) / self.scale
 
     # ------------------------------------------------------------------ data
+    def raw(self, origins: Tensor) -> Tensor:
+        """The C raw rows (B, C, F) float64 in the CSV's units ending at rows ``origins`` (B,)."""
+        C = self.context
+        return self._raw[origins.unsqueeze(1) - C + 1 + torch.arange(C)]
+
     def windows(self, origins: Tensor) -> Batch:
         """The windows ending at rows ``origins`` (B,) int64, with their targets and baselines."""
-        C, H, m = self.context, self.horizon, self.season
-        raw = self._raw[origins.unsqueeze(1) - C + 1 + torch.arange(C)]  # (B, C, F)
+        H, m = self.horizon, self.season
+        raw = self.raw(origins)  # (B, C, F)
         k = torch.arange(1, H + 1)
         future = origins.unsqueeze(1) + k  # (B, H)
         truth = self._raw[future, 0]
