@@ -2,7 +2,8 @@
 
 - A date column becomes the index, never a feature unless named in ``features``. It is the
   column given as ``date_column``, else the first whose name is one of :data:`DATE_NAMES`
-  (any case). A whole-number column named like ``year`` (e.g. ``1700.0``) reads as yearly dates.
+  (any case). A whole-number column named like ``year`` (e.g. ``1700.0``) reads as yearly dates;
+  another all-number column found by its name (``day``: 0, 1, 2, ...) is a row counter, not dates.
 - ``features`` chooses the inputs; by default only the target. The target is always first.
 - Missing cells are filled by a stated rule (:data:`FILL_RULES`) and counted:
   ``interpolate`` (linear in time; cells before the first or after the last value take the
@@ -84,7 +85,7 @@ def season_of(freq: str | None) -> int:
     from pandas.tseries.frequencies import to_offset
 
     offset = to_offset(freq)
-    base = offset.name.split("-")[0].upper()
+    base = str(offset.rule_code).split("-")[0].upper()
     season = _SEASONS.get(base, 1)
     n = max(1, int(getattr(offset, "n", 1)))
     return max(1, round(season / n))
@@ -149,7 +150,9 @@ def _find_date_column(columns: list[str], date_column: str | None, where: str) -
     return next((c for c in columns if c.lower() in DATE_NAMES), None)
 
 
-def _parse_dates(frame: Any, name: str, where: str) -> Any:
+def _parse_dates(frame: Any, name: str, where: str, explicit: bool) -> Any:
+    """The column as a DatetimeIndex; None for a recognised name holding plain counters (0, 1, 2, ...)
+    when the column was not named explicitly."""
     pd = _pandas()
     text = frame[name]
     empty = np.flatnonzero((text == "").to_numpy())
@@ -158,6 +161,8 @@ def _parse_dates(frame: Any, name: str, where: str) -> Any:
     numeric = pd.to_numeric(text, errors="coerce")
     if "year" in name.lower() and numeric.notna().all() and (numeric == numeric.round()).all():
         return pd.DatetimeIndex(pd.to_datetime(numeric.astype(int).astype(str), format="%Y"), name=name)
+    if not explicit and numeric.notna().all():
+        return None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         dates = pd.to_datetime(text, errors="coerce", format="mixed")
@@ -225,12 +230,13 @@ def read_series(
     if missing:
         raise ValueError(f"{where}: no column(s) {missing}; columns are {columns}")
     names = list(dict.fromkeys([target, *features]))
-    dates = _parse_dates(frame, date_name, where) if date_name is not None else None
+    dates = _parse_dates(frame, date_name, where, date_column is not None) if date_name is not None else None
+    date_name = date_name if dates is not None else None
     freq = _infer_freq(dates, date_name, where) if dates is not None else None
     columns_data = []
     for name in names:
         if name == date_name and dates is not None:  # the date asked for as a feature: decimal years
-            columns_data.append((dates.year + (dates.dayofyear - 1) / 365.25).to_numpy(dtype=np.float64))
+            columns_data.append((dates.year + (dates.day_of_year - 1) / 365.25).to_numpy(dtype=np.float64))
         else:
             columns_data.append(_numbers(frame, name, where))
     values = np.stack(columns_data, axis=1)  # (N, F)

@@ -74,7 +74,7 @@ def load_best(run: str | Path, model: torch.nn.Module) -> dict[str, Any] | None:
     """Load ``best.safetensors`` of the run directory (or of a checkpoint file's folder) into
     ``model``; returns its info (``step`` and the metric) or None when the run has none."""
     run = Path(run)
-    path = (run if run.is_dir() else run.parent) / BEST
+    path = (run.parent if run.is_file() else run) / BEST
     if not path.is_file():
         return None
     try:
