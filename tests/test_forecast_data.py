@@ -81,7 +81,7 @@ def holes_csv(tmp_path: Path) -> str:
     days = weekly(8)
     y = ["", "2", "", "4", "5", "", "", "8"]  # a leading hole, inner holes
     x = ["1", "1", "1", "", "1", "1", "1", "1"]
-    return write(tmp_path, "date,y,x\n" + "\n".join(f"{d},{a},{b}" for d, a, b in zip(days, y, x)) + "\n")
+    return write(tmp_path, "date,y,x\n" + "\n".join(f"{d},{a},{b}" for d, a, b in zip(days, y, x, strict=True)) + "\n")
 
 
 def test_fill_interpolate_counts_and_values(tmp_path: Path) -> None:

@@ -14,12 +14,12 @@ import torch
 
 pytest.importorskip("pandas")
 
-from lstmkit.tasks import make_task  # noqa: E402
-from lstmkit.tasks.base import Batch  # noqa: E402
-from lstmkit.train.best import BEST, BestKeeper, load_best  # noqa: E402
-from lstmkit.train.config import ModelConfig, OptimConfig, RunConfig  # noqa: E402
-from lstmkit.train.loop import evaluate, train  # noqa: E402
-from lstmkit.train.model import build_model  # noqa: E402
+from lstmkit.tasks import make_task
+from lstmkit.tasks.base import Batch
+from lstmkit.train.best import BEST, BestKeeper, load_best
+from lstmkit.train.config import ModelConfig, OptimConfig, RunConfig
+from lstmkit.train.loop import evaluate, train
+from lstmkit.train.model import build_model
 
 
 def monthly_csv(tmp_path: Path, n: int = 120) -> tuple[str, np.ndarray, np.ndarray]:
@@ -30,7 +30,7 @@ def monthly_csv(tmp_path: Path, n: int = 120) -> tuple[str, np.ndarray, np.ndarr
     i = np.arange(n)
     y = 100.0 + 0.5 * i + 3.0 * np.sin(2 * np.pi * i / 12)
     x = np.cos(i / 5.0)
-    rows = [f"{d.date()},{float(a)!r},{float(b)!r}" for d, a, b in zip(dates, y, x)]
+    rows = [f"{d.date()},{float(a)!r},{float(b)!r}" for d, a, b in zip(dates, y, x, strict=True)]
     path = tmp_path / "m.csv"
     path.write_text("date,y,x\n" + "\n".join(rows) + "\n")
     return str(path), y, x
