@@ -202,7 +202,7 @@ def build_task(name: str, task_args: dict[str, Any]) -> Any:
 
     try:
         return make_task(name, **task_args)
-    except (ValueError, TypeError, OSError, UnicodeDecodeError) as err:
+    except (ValueError, TypeError, OSError, UnicodeDecodeError, ImportError) as err:
         raise CLIError(f"task {name!r}: {err}") from None
 
 
