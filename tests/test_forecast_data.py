@@ -148,3 +148,17 @@ def test_bad_files_give_one_line_errors(tmp_path: Path) -> None:
     dup = write(tmp_path, "date,y,y\n" + "\n".join(f"{d},1,2" for d in days) + "\n", "d.csv")
     with pytest.raises(ValueError, match="repeated column names"):
         read_series(dup, "y")
+
+
+def test_statsmodels_co2_and_sunspots_read_as_a_user_writes_them(tmp_path: Path) -> None:
+    datasets = pytest.importorskip("statsmodels.datasets")
+    co2 = tmp_path / "co2.csv"
+    datasets.co2.load_pandas().data.to_csv(co2, index_label="date")
+    s = read_series(co2, "co2")
+    assert (len(s.values), s.freq, season_of(s.freq), s.filled) == (2284, "W-SAT", 52, {"co2": 59})
+    assert not np.isnan(s.values).any() and s.features == ["co2"]
+    sun = tmp_path / "sunspots.csv"
+    datasets.sunspots.load_pandas().data.to_csv(sun, index=False)
+    s = read_series(sun, "SUNACTIVITY")
+    assert (len(s.values), s.date_column, season_of(s.freq), s.features) == (309, "YEAR", 1, ["SUNACTIVITY"])
+    assert s.dates[0].year == 1700 and s.dates[-1].year == 2008
