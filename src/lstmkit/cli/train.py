@@ -185,11 +185,13 @@ def _saved_config(run_dir: Path) -> RunConfig:
 
 def run_eval(args: argparse.Namespace) -> int:
     """``lstmkit eval``."""
+    from ..train.best import load_best
     from ..train.loop import check_fits, evaluate
 
     _threads(args.threads)
     try:
         model, config = checkpoint.load_run(args.run)
+        load_best(args.run, model)  # the best validation weights, for tasks that keep them
     except ValueError as err:
         raise CLIError(str(err)) from None
     task_args = _runargs.task_args_from(args, config.task, config.task_args)
