@@ -93,12 +93,14 @@ def inspect_model(
     start: int = 0,
     dpi: int = 100,
     meta: dict[str, object] | None = None,
+    events: list[list[int]] | None = None,
 ) -> dict[str, Path]:
     """Record the gates of ``lstm`` on ``inputs`` and write pictures and ``summary.json``.
 
     ``inputs`` (B, T, I) batch-major or (T, I); ``lengths`` (B,) or None; ``sequence`` the batch
     index shown in the heatmaps; ``start`` the memory-horizon start step; ``meta`` extra
-    JSON-ready facts stored under ``"inputs"`` in the summary. Returns ``{name: path}``
+    JSON-ready facts stored under ``"inputs"`` in the summary; ``events`` the task's marked steps of
+    each sequence (drawn over the heatmaps beside the inputs). Returns ``{name: path}``
     for every file written (names like ``"gates_l0"``, ``"horizon_l1_reverse"``, ``"summary"``).
 
     Example::
@@ -122,12 +124,18 @@ def inspect_model(
             tag = f"l{k}" + ("_reverse" if d == 1 else "")
             where = {"layer": k, "direction": d, "path": None, "dpi": dpi}
             files = {name: out / f"{name}_{tag}.png" for name in ("gates", "horizon", "means")}
-            plots.plot_gates(trace, sequence, **{**where, "path": files["gates"]})
+            shown = {
+                "inputs": inputs if inputs.dim() == 3 else inputs[None],
+                "events": events[sequence] if events else (),
+            }
+            plots.plot_gates(trace, sequence, **shown, **{**where, "path": files["gates"]})
             plots.plot_memory_horizon(trace, summary=summary, **{**where, "path": files["horizon"]})
             plots.plot_gate_means(trace, **{**where, "path": files["means"]})
             paths.update({f"{name}_{tag}": path for name, path in files.items()})
     data = summary.to_dict()
     data["inputs"] = {"shown_sequence": sequence, **(meta or {})}
+    if events:
+        data["inputs"]["shown_events"] = list(events[sequence])
     summary_path = out / "summary.json"
     summary_path.write_text(json.dumps(data, indent=2, allow_nan=False) + "\n")
     paths["summary"] = summary_path
