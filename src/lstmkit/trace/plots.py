@@ -236,9 +236,8 @@ def plot_memory_horizon(
         # a unit still above 1/e at the end of some sequence has a capped horizon: the median is then a bound
         capped = int((horizon.beyond_fraction > 0).sum())
         bound = "≥ " if capped else ""
-        never = (
-            f"; {horizon.beyond_units} of {horizon.horizon.numel()} units never fell below 1/e" if horizon.beyond_units else ""
-        )
+        H = horizon.horizon.numel()
+        never = f"; {horizon.beyond_units} of {H} units never fell below 1/e" if horizon.beyond_units else ""
         ax.axvline(median, color="black", linestyle="--", label=f"median {bound}{median:.1f} steps{never}")
     ax.set_xlabel(f"steps until the product of forget gates from step {horizon.start} falls below 1/e")
     ax.set_ylabel("units")
