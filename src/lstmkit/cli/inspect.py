@@ -51,12 +51,20 @@ def load_array(path: str | Path) -> np.ndarray:
         raise CLIError(f"--input must be a .npy or .csv file; got {path.name!r}")
     if not path.is_file():
         raise CLIError(f"--input file not found: {path}")
+    if suffix == ".npy":
+        with open(path, "rb") as fh:
+            if fh.read(6) != b"\x93NUMPY":
+                raise CLIError(f"{path} is not a NumPy .npy array file (no .npy header); save one with numpy.save")
     try:
         if suffix == ".npy":
             array = np.load(path, allow_pickle=False)
         else:
             array = np.loadtxt(path, delimiter=",", ndmin=2, dtype=np.float64)
-    except (OSError, ValueError, EOFError) as err:
+    except ValueError as err:
+        if "allow_pickle" in str(err):  # an object array: reading it would unpickle, which lstmkit never does
+            raise CLIError(f"{path} holds Python objects, not numbers; save a numeric array with numpy.save") from None
+        raise CLIError(f"cannot read {path}: {str(err).splitlines()[0] if str(err) else 'ValueError'}") from None
+    except (OSError, EOFError) as err:
         raise CLIError(f"cannot read {path}: {str(err).splitlines()[0] if str(err) else type(err).__name__}") from None
     if not isinstance(array, np.ndarray) or array.dtype.kind not in "biuf":
         raise CLIError(f"{path} must hold a numeric array; got dtype {getattr(array, 'dtype', type(array))}")

@@ -116,6 +116,8 @@ def inspect_model(
     if isinstance(sequence, bool) or not isinstance(sequence, int) or not 0 <= sequence < B:
         raise ValueError(f"sequence must be an int in [0, {B}); got {sequence!r}")
     out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"the output folder {out} is an existing file; give a folder (it is created if missing)")
     out.mkdir(parents=True, exist_ok=True)
     summary = trace.summary(start=start)
     paths: dict[str, Path] = {}
