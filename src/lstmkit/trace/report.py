@@ -64,7 +64,7 @@ def record_gates(lstm: LSTM, inputs: Tensor, lengths: Tensor | None = None) -> A
     if not isinstance(lstm, LSTM):
         raise TypeError(f"gates are recorded from an lstmkit.LSTM; got {type(lstm).__name__}")
     inputs, lengths = _check_inputs(lstm, inputs, lengths)
-    p = lstm.weight_ih_l0
+    p: Tensor = lstm.weight_ih_l0  # type: ignore[assignment]  # a Parameter, typed as Tensor | Module by nn.Module
     x = inputs.to(p.device, p.dtype)
     was_training = lstm.training
     lstm.eval()
@@ -124,20 +124,25 @@ def inspect_model(
     for k in range(trace.num_layers):
         for d in range(trace.num_directions):
             tag = f"l{k}" + ("_reverse" if d == 1 else "")
-            where = {"layer": k, "direction": d, "path": None, "dpi": dpi}
             files = {name: out / f"{name}_{tag}.png" for name in ("gates", "horizon", "means")}
-            shown = {
-                "inputs": inputs if inputs.dim() == 3 else inputs[None],
-                "events": events[sequence] if events else (),
-            }
-            plots.plot_gates(trace, sequence, **shown, **{**where, "path": files["gates"]})
-            plots.plot_memory_horizon(trace, summary=summary, **{**where, "path": files["horizon"]})
-            plots.plot_gate_means(trace, **{**where, "path": files["means"]})
+            plots.plot_gates(
+                trace,
+                sequence,
+                layer=k,
+                direction=d,
+                inputs=inputs if inputs.dim() == 3 else inputs[None],
+                events=events[sequence] if events else (),
+                path=files["gates"],
+                dpi=dpi,
+            )
+            plots.plot_memory_horizon(trace, summary=summary, layer=k, direction=d, path=files["horizon"], dpi=dpi)
+            plots.plot_gate_means(trace, layer=k, direction=d, path=files["means"], dpi=dpi)
             paths.update({f"{name}_{tag}": path for name, path in files.items()})
     data = summary.to_dict()
-    data["inputs"] = {"shown_sequence": sequence, **(meta or {})}
+    shown: dict[str, object] = {"shown_sequence": sequence, **(meta or {})}
     if events:
-        data["inputs"]["shown_events"] = list(events[sequence])
+        shown["shown_events"] = list(events[sequence])
+    data["inputs"] = shown
     summary_path = out / "summary.json"
     summary_path.write_text(json.dumps(data, indent=2, allow_nan=False) + "\n")
     paths["summary"] = summary_path
