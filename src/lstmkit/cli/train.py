@@ -19,7 +19,9 @@ from ..train.config import RunConfig
 from . import _runargs
 from .errors import CLIError
 
-RUN_FILES = (checkpoint.CHECKPOINT, checkpoint.STATE, checkpoint.CONFIG, checkpoint.METRICS, "curve.png")
+RUN_FILES = (
+    checkpoint.CHECKPOINT, checkpoint.STATE, checkpoint.CONFIG, checkpoint.METRICS, "curve.png", "best.safetensors",
+)  # fmt: skip
 
 
 def register(subparsers: Any) -> None:

@@ -239,6 +239,7 @@ def _run(
         if info.is_main:
             run_dir.mkdir(parents=True, exist_ok=True)
             _write_lines(metrics_file, [])
+            (run_dir / BEST).unlink(missing_ok=True)  # best weights of an earlier run never carry over
     ddp_model = distributed.wrap(model, info)
     start, elapsed0, t0 = int(state["step"]), float(state["elapsed"]), time.perf_counter()
     window_loss, window_steps = float(state["window_loss"]), int(state["window_steps"])
