@@ -171,3 +171,23 @@ def test_patience_stops_training_early(tmp_path: Path) -> None:
     evals = [r for r in rows if "val" in r]
     assert result.step < 400 and evals[-1]["early_stop"] is True
     assert [r["step"] for r in evals][-3] == result.best["step"]  # two evaluations without a new best
+
+
+def test_resume_keeps_the_best_and_equals_an_uninterrupted_run(tmp_path: Path) -> None:
+    path, _, _ = monthly_csv(tmp_path)
+    task = make_task("forecast", csv_file=path, target="y", window=6)
+
+    def config(steps: int) -> RunConfig:
+        optim = OptimConfig(lr=3e-2, batch_size=16, steps=steps, eval_every=10, log_every=10, patience=50)
+        model = ModelConfig(input_size=1, output_size=1, hidden=8)
+        return RunConfig(task="forecast", task_args=task.config(), model=model, optim=optim)
+
+    torch.set_num_threads(1)
+    whole = train(config(40), tmp_path / "whole", task=task, quiet=True)
+    train(config(20), tmp_path / "split", task=task, quiet=True)
+    resumed = train(config(40), tmp_path / "split", task=task, quiet=True, resume=True)
+    assert resumed.best["step"] == whole.best["step"] and resumed.best["value"] == whole.best["value"]
+    a, b = build_model(config(40).model), build_model(config(40).model)
+    load_best(tmp_path / "whole", a)
+    load_best(tmp_path / "split", b)
+    assert all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values(), strict=True))
