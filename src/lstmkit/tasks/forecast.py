@@ -241,13 +241,13 @@ class ForecastTask(Task):
         return out
 
     def errors(self, forecast: np.ndarray, truth: np.ndarray) -> dict[str, float]:
-        """MAE, RMSE, sMAPE (percent) and MASE of ``forecast`` against ``truth`` (same shapes)."""
+        """MASE (the headline), MAE, RMSE and sMAPE (percent) of ``forecast`` against ``truth`` (same shapes)."""
         err = forecast - truth
         denom = np.abs(forecast) + np.abs(truth)
         ratio = np.divide(2.0 * np.abs(err), denom, out=np.zeros_like(err), where=denom > 0)
         mae = float(np.abs(err).mean())
-        return {"mae": mae, "rmse": float(np.sqrt((err**2).mean())), "smape": 100.0 * float(ratio.mean()),
-                "mase": mae / self.mase_scale}  # fmt: skip
+        return {"mase": mae / self.mase_scale, "mae": mae, "rmse": float(np.sqrt((err**2).mean())),
+                "smape": 100.0 * float(ratio.mean())}  # fmt: skip
 
     def series(self, prediction: Tensor, batch: Batch) -> dict[str, np.ndarray]:
         """Arrays in the CSV's units: ``origin`` (B,), ``truth``, ``prediction``, ``naive``, ``snaive`` (B, H)."""

@@ -98,7 +98,7 @@ def plot_forecast_dates(
     start = max(0, first_test - (history if history is not None else 3 * len(series["origin"])))
     fig = Figure(figsize=(10, 3.8))
     ax = fig.subplots()
-    ax.plot(x_all[start:first_test], y_all[start:first_test], lw=1, color="gray", label="history")
+    ax.plot(x_all[start : first_test + 1], y_all[start : first_test + 1], lw=1, color="gray", label="history")
     ax.plot(x_all[first_test:], y_all[first_test:], lw=1.2, color="black", label="truth (test)")
     one = series["origin"] + 1
     ax.plot(x_all[one], series["prediction"][:, 0], lw=1, color="tab:blue", label="LSTM, 1 step ahead")
