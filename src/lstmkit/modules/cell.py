@@ -40,7 +40,8 @@ class LSTMCell(nn.Module):
 
     Shapes: input (B, I) or (I,); ``hx`` = (h, c), each (B, H) or (H,), zeros when omitted.
     With ``full_gate_recurrence`` ``hx`` may carry a third tensor (B, n*H): the previous step's
-    i, f, o (:meth:`gates` returns them). Returns (h_1, c_1).
+    i, f, o (:meth:`gates` returns them). Returns (h_1, c_1). ``cell_from_torch`` /
+    ``cell_to_torch`` of :mod:`lstmkit.interop` convert (also ``LSTMCell.from_torch``, ``cell.to_torch()``).
 
     Example::
 

@@ -64,7 +64,12 @@ class LSTM(nn.Module):
     Shapes: input (T, B, I), (B, T, I) with batch_first, (T, I) unbatched, or a PackedSequence;
     hx = (h_0 (L*D, B, R), c_0 (L*D, B, H)) with R = P or H, zeros when omitted.
     Returns output (T, B, D*R) (or packed) and (h_n, c_n) shaped like hx; with
-    ``return_gates=True`` also a :class:`~lstmkit.trace.GateTrace`.
+    ``return_gates=True`` also a :class:`~lstmkit.trace.GateTrace`. Errors are instances of the
+    class ``torch.nn.LSTM`` raises for the same input (see :mod:`lstmkit.modules.validate`).
+
+    Conversions are functions of :mod:`lstmkit.interop` (``lstm_from_torch``, ``lstm_to_torch``,
+    ``lstm_from_keras``, ``keras_weights``), also reachable as ``LSTM.from_torch``,
+    ``model.to_torch()``, ``LSTM.from_keras`` and ``model.to_keras_weights()``.
 
     Example::
 
