@@ -153,6 +153,16 @@ def test_forward_errors_have_torchs_class(case: str, spec: str) -> None:
         ours(*args)
 
 
+@pytest.mark.parametrize("which", ["h_0 of size H", "c_0 of size P"])
+def test_projection_state_errors_have_torchs_class(which: str) -> None:
+    ref, ours = pair(proj_size=P)
+    x = torch.randn(T, B, I, dtype=torch.float64)
+    h, c = torch.zeros(1, B, P, dtype=torch.float64), torch.zeros(1, B, H, dtype=torch.float64)
+    hx = (torch.zeros(1, B, H, dtype=torch.float64), c) if which.startswith("h_0") else (h, h.clone())
+    assert_same_outcome(lambda: ref(x, hx), lambda: ours(x, hx))
+    assert_same_result(ref(x, (h, c)), ours(x, (h, c)))
+
+
 def test_errors_keep_lstmkit_messages() -> None:
     _, ours = pair()
     with pytest.raises(RuntimeError, match=r"LSTM input must be \(T, B, 3\).*got shape \(6, 4, 4\)"):

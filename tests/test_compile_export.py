@@ -91,10 +91,10 @@ def test_compile_every_preset(mode: str, compiled_kernel: object) -> None:
 
 
 def test_compile_plain_model_with_state_batch_first_and_dropout(compiled_kernel: object) -> None:
-    """The plain spec in training with states, batch_first and dropout between layers; the input
-    needs no grad (the weights do)."""
+    """The plain spec in training with states, batch_first, dropout between layers and the per-step
+    regularisers (their masks are graph inputs of the op); the input needs no grad (the weights do)."""
     torch._dynamo.reset()
-    model = _model("vanilla", batch_first=True, dropout=0.5).train()
+    model = _model("vanilla", batch_first=True, dropout=0.5, zoneout=0.1, recurrent_dropout=0.2).train()
     compiled = torch.compile(model, backend="aot_eager", fullgraph=True, dynamic=True)
     x = torch.randn(B, 5, I, dtype=torch.float64)
     hx = (torch.randn(2, B, H, dtype=torch.float64), torch.randn(2, B, H, dtype=torch.float64))
