@@ -53,6 +53,7 @@ class ExtensionBuild:
     headers: tuple[Path, ...] = ()  # included files: part of the key, not compiled alone
     cflags: tuple[str, ...] = ()  # extra compiler flags
     include_dirs: tuple[Path, ...] = ()  # extra -I folders
+    what: str = "a C++ extension"  # said in the line printed before the build
 
     def key(self, prefix: str | None = None) -> str:
         """Digest of the environment (``prefix``, default ``sys.prefix``), torch, sources and flags."""
@@ -86,6 +87,7 @@ KERNEL = ExtensionBuild(
     # -fno flags change no result, they let the compiler vectorise the branch-free activation loops.
     cflags=("-O3", "-fno-math-errno", "-fno-trapping-math"),
     include_dirs=(CSRC,),
+    what="the C++ LSTM kernel",
 )
 """lstmkit's LSTM recurrence (``csrc/lstm.cpp``)."""
 
@@ -123,7 +125,7 @@ def load(
         if (folder / BUILT).is_file():  # another process finished it while we waited
             return _import(folder, name)
         announce(
-            f"lstmkit: compiling the C++ LSTM kernel once for this environment "
+            f"lstmkit: compiling {ext.what} once for this environment "
             f"(usually 30-90 s; never again for this Python, torch and source) into {folder}"
         )
         start = time.perf_counter()
