@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import statistics
 import subprocess
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -35,7 +34,7 @@ from lstmkit.kernels.compiled import build
 
 
 def _variants(args: argparse.Namespace, tmp: Path) -> dict[str, tuple[Any, bool]]:
-    """name -> (extension module, use packed GEMM)."""
+    """name -> (extension module, use packed GEMM). Variants build under ``<build root>/ab`` (once each)."""
     current = build.load()
     out = {"current": (current, True), "at::mm": (current, False)}
     for grain in args.grain:
@@ -43,7 +42,7 @@ def _variants(args: argparse.Namespace, tmp: Path) -> dict[str, tuple[Any, bool]
         out[f"grain={grain}"] = (build.load(ext, root=tmp), True)
     for rev in args.rev:
         folder = tmp / f"src-{rev.replace('~', '_').replace('/', '_')}"
-        folder.mkdir()
+        folder.mkdir(parents=True, exist_ok=True)
         csrc = "src/lstmkit/kernels/compiled/csrc"
         files = subprocess.run(["git", "ls-tree", "--name-only", f"{rev}:{csrc}"], capture_output=True, text=True)
         for name in files.stdout.split():
@@ -113,26 +112,25 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rev", action="append", default=[], help="add the kernel of this git revision")
     args = p.parse_args(argv)
     assert compiled.is_available(), compiled._state["error"]
-    with tempfile.TemporaryDirectory() as tmp:
-        variants = _variants(args, Path(tmp))
-        original = compiled._state["ext"]
-        print(f"spec {args.spec}, T = {args.T}, {args.reps} interleaved reps; ratio to nn.LSTM, train / forward")
-        try:
-            for threads in (int(n) for n in args.threads.split(",")):
-                torch.set_num_threads(threads)
-                for shape in args.shapes.split(","):
-                    B, H = (int(v) for v in shape.split("x"))
-                    med = measure(args, variants, B, H)
-                    cells = [
-                        f"{v} {med[(v, 'train')] / med[('nn.LSTM', 'train')]:.2f} / "
-                        f"{med[(v, 'forward')] / med[('nn.LSTM', 'forward')]:.2f}"
-                        for v in variants
-                    ]
-                    base_ms = f"{med[('nn.LSTM', 'train')] * 1e3:.1f} ms"
-                    print(f"threads={threads} B={B} H={H} (nn.LSTM train {base_ms}): " + " | ".join(cells), flush=True)
-        finally:
-            compiled._state["ext"] = original
-            original.set_packed_gemm(True)
+    variants = _variants(args, build.build_root() / "ab")
+    original = compiled._state["ext"]
+    print(f"spec {args.spec}, T = {args.T}, {args.reps} interleaved reps; ratio to nn.LSTM, train / forward")
+    try:
+        for threads in (int(n) for n in args.threads.split(",")):
+            torch.set_num_threads(threads)
+            for shape in args.shapes.split(","):
+                B, H = (int(v) for v in shape.split("x"))
+                med = measure(args, variants, B, H)
+                cells = [
+                    f"{v} {med[(v, 'train')] / med[('nn.LSTM', 'train')]:.2f} / "
+                    f"{med[(v, 'forward')] / med[('nn.LSTM', 'forward')]:.2f}"
+                    for v in variants
+                ]
+                base_ms = f"{med[('nn.LSTM', 'train')] * 1e3:.1f} ms"
+                print(f"threads={threads} B={B} H={H} (nn.LSTM train {base_ms}): " + " | ".join(cells), flush=True)
+    finally:
+        compiled._state["ext"] = original
+        original.set_packed_gemm(True)
     return 0
 
 
