@@ -110,3 +110,49 @@ def test_gradcheck_every_spec_with_projection_and_regularisers(name: str) -> Non
         return (res.output, res.h_n, res.c_n, *res.gates.values())
 
     assert torch.autograd.gradcheck(fn, inputs, eps=1e-6, atol=1e-7)
+
+
+UNIT_SPLIT_CASES = {
+    "plain": (CellSpec(), {}),
+    "peephole+clip": (CellSpec(peephole=True, cell_clip=0.7), {}),
+    "cifg+hard_sigmoid": (CellSpec(coupled=True, gate_activation="hard_sigmoid"), {}),
+    "nig+nog": (CellSpec(input_gate=False, output_gate=False), {}),
+    "zoneout+mask+lengths": (CellSpec(peephole=True), {"zoneout": True, "mask": True, "lengths": True}),
+    "projection": (CellSpec(forget_gate=False), {"proj": 6}),
+}
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["float64", "float32"])
+@pytest.mark.parametrize("name", list(UNIT_SPLIT_CASES))
+def test_work_split_over_hidden_units_equals_reference(name: str, dtype: torch.dtype) -> None:
+    # H = 32 and B = 3 at two threads: the forward splits each step over hidden units (gate columns).
+    from lstmkit.functional import lstm_layer as reference_layer
+
+    spec, opts = UNIT_SPLIT_CASES[name]
+    Hs, Bs, Ts, proj = 32, 3, 5, opts.get("proj", 0)
+    R = proj or Hs
+    gen = torch.Generator().manual_seed(5)
+    shapes = base.param_shapes(spec, 4, Hs, proj, True)
+    w = LayerWeights(**{k: (torch.rand(s, generator=gen, dtype=dtype) - 0.5) * 0.6 for k, s in shapes.items()})
+    x = torch.randn(Ts, Bs, 4, generator=gen, dtype=dtype)
+    h0, c0 = torch.randn(Bs, R, generator=gen, dtype=dtype), torch.randn(Bs, Hs, generator=gen, dtype=dtype)
+    kwargs: dict[str, object] = {"record": True}
+    if opts.get("zoneout"):
+        kwargs["zoneout_cell"] = (torch.rand(Ts, Bs, Hs, generator=gen) > 0.5).to(dtype)
+        kwargs["zoneout_hidden"] = 0.25
+    if opts.get("mask"):
+        kwargs["recurrent_mask"] = (torch.rand(Bs, R, generator=gen) > 0.3).to(dtype)
+    if opts.get("lengths"):
+        kwargs["lengths"] = torch.tensor([5, 2, 4])
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        got = compiled.lstm_layer(x, h0, c0, w, spec, **kwargs)
+    finally:
+        torch.set_num_threads(threads)
+    want = reference_layer(x, h0, c0, w, spec, **kwargs)
+    tol = {"atol": 1e-10, "rtol": 1e-10} if dtype == torch.float64 else {"atol": 1e-5, "rtol": 1e-5}
+    torch.testing.assert_close(got.output, want.output, **tol)
+    torch.testing.assert_close(got.c_n, want.c_n, **tol)
+    for gate in want.gates:
+        torch.testing.assert_close(got.gates[gate], want.gates[gate], **tol, msg=f"gate {gate}")

@@ -73,39 +73,40 @@ inline void preactivation(const CellConfig& cf, int64_t H, int64_t GH, const T* 
 }
 
 // i, f, g: peepholes of i and f look at c_{t-1}; activations in place (o waits for c_t).
+// W units from the pointers on (W = H for a whole row; H is the stride between peephole blocks).
 template <typename T>
-inline void gates(const CellConfig& cf, int64_t H, const T* peep, const T* c_prev, T* a) {
+inline void gates(const CellConfig& cf, int64_t H, int64_t W, const T* peep, const T* c_prev, T* a) {
   if (cf.peephole) {
     if (cf.input_off >= 0) {
       T* ai = a + cf.input_off;
       const T* p = peep + cf.input_k * H;
-      for (int64_t j = 0; j < H; ++j) ai[j] += p[j] * c_prev[j];
+      for (int64_t j = 0; j < W; ++j) ai[j] += p[j] * c_prev[j];
     }
     if (cf.forget_off >= 0) {
       T* af = a + cf.forget_off;
       const T* p = peep + cf.forget_k * H;
-      for (int64_t j = 0; j < H; ++j) af[j] += p[j] * c_prev[j];
+      for (int64_t j = 0; j < W; ++j) af[j] += p[j] * c_prev[j];
     }
   }
-  if (cf.input_off >= 0) activate(cf.gate_activation, a + cf.input_off, H);
-  if (cf.forget_off >= 0) activate(cf.gate_activation, a + cf.forget_off, H);
-  activate(cf.candidate_activation, a + cf.candidate_off, H);
+  if (cf.input_off >= 0) activate(cf.gate_activation, a + cf.input_off, W);
+  if (cf.forget_off >= 0) activate(cf.gate_activation, a + cf.forget_off, W);
+  activate(cf.candidate_activation, a + cf.candidate_off, W);
 }
 
 // c_t = f * c_{t-1} + i * g (f = 1 - i under CIFG; a removed gate is 1), then the clip.
 template <typename T>
-inline void cell_update(const CellConfig& cf, int64_t H, const T* a, const T* one, const T* c_prev, T* c) {
+inline void cell_update(const CellConfig& cf, int64_t W, const T* a, const T* one, const T* c_prev, T* c) {
   const T* ip = cf.input_off >= 0 ? a + cf.input_off : one;
   const T* gp = a + cf.candidate_off;
   if (cf.coupled) {
-    for (int64_t j = 0; j < H; ++j) c[j] = (T(1) - ip[j]) * c_prev[j] + ip[j] * gp[j];
+    for (int64_t j = 0; j < W; ++j) c[j] = (T(1) - ip[j]) * c_prev[j] + ip[j] * gp[j];
   } else {
     const T* fp = cf.forget_off >= 0 ? a + cf.forget_off : one;
-    for (int64_t j = 0; j < H; ++j) c[j] = fp[j] * c_prev[j] + ip[j] * gp[j];
+    for (int64_t j = 0; j < W; ++j) c[j] = fp[j] * c_prev[j] + ip[j] * gp[j];
   }
   if (cf.clip_on) {
     const T clip = T(cf.cell_clip);
-    for (int64_t j = 0; j < H; ++j) {
+    for (int64_t j = 0; j < W; ++j) {
       T v = c[j] < -clip ? -clip : c[j];
       c[j] = v > clip ? clip : v;
     }
@@ -114,31 +115,31 @@ inline void cell_update(const CellConfig& cf, int64_t H, const T* a, const T* on
 
 // o (its peephole looks at the new c_t), then h = o * act(c_t) (act(LN(c_t) g_c + b_c) under layer_norm).
 template <typename T>
-inline void output(const CellConfig& cf, int64_t H, const T* peep, const T* c, const T* g_c, const T* b_c,
+inline void output(const CellConfig& cf, int64_t H, int64_t W, const T* peep, const T* c, const T* g_c, const T* b_c,
                    const T* one, T* a, T* c_hat, T* rstd_cell, T* cell_out, T* h) {
   if (cf.output_off >= 0) {
     T* ao = a + cf.output_off;
     if (cf.peephole) {
       const T* p = peep + cf.output_k * H;
-      for (int64_t j = 0; j < H; ++j) ao[j] += p[j] * c[j];
+      for (int64_t j = 0; j < W; ++j) ao[j] += p[j] * c[j];
     }
-    activate(cf.gate_activation, ao, H);
+    activate(cf.gate_activation, ao, W);
   }
   if (cf.layer_norm) {
     double mean, rstd;
-    row_stats(c, H, mean, rstd);
+    row_stats(c, W, mean, rstd);  // layer_norm: always a whole row, W = H
     const T m = T(mean), s = T(rstd);
-    for (int64_t j = 0; j < H; ++j) {
+    for (int64_t j = 0; j < W; ++j) {
       c_hat[j] = (c[j] - m) * s;
       cell_out[j] = c_hat[j] * g_c[j] + b_c[j];
     }
     *rstd_cell = s;
   } else {
-    std::copy(c, c + H, cell_out);
+    std::copy(c, c + W, cell_out);
   }
-  activate(cf.cell_activation, cell_out, H);
+  activate(cf.cell_activation, cell_out, W);
   const T* op = cf.output_off >= 0 ? a + cf.output_off : one;
-  for (int64_t j = 0; j < H; ++j) h[j] = op[j] * cell_out[j];
+  for (int64_t j = 0; j < W; ++j) h[j] = op[j] * cell_out[j];
 }
 
 // The carried state: padding keeps the previous one, zoneout mixes it in; in place on `state`.
@@ -182,14 +183,21 @@ Saved forward_impl(const CellConfig& cf, const Tensor& zx, const Tensor& h0, con
   Tensor fg = fgr ? at::empty({B, nH}, opts) : Tensor();                   // gates_{t-1} W_gg^T
   Tensor hin = mk.rec_mask.defined() ? at::empty({B, R}, opts) : Tensor();  // h_{t-1} * recurrent_mask
   Tensor hproj = proj ? at::empty({B, R}, opts) : Tensor();                // h_cell W_hr^T
-  const PackedRight rec_gemm(w.w_hh, /*trans=*/true, B, GH, R);
+  // Split the work over hidden units (gate columns) when a batch split would leave threads idle:
+  // each thread computes the recurrent GEMM for its units' columns of every gate block, then their
+  // gate and state maths, in one parallel region per step (no layer norm or FGR: they mix units).
+  const int64_t threads = at::get_num_threads();
+  const bool by_units = threads > 1 && !ln && !fgr && rows_gemm_available<T>() && B < threads * grain_for(GH) &&
+                        H >= 8 * threads;
+  const int64_t unit_grain = std::max<int64_t>(8, (H + threads - 1) / threads);
+  const PackedRight rec_gemm(w.w_hh, /*trans=*/true, by_units ? 0 : B, GH, R);  // packs only when used
   Tensor w_gg_t = fgr ? w.w_gg.t().contiguous() : Tensor();
   Tensor w_hr_t = proj ? w.w_hr.t().contiguous() : Tensor();
 
   std::vector<T> ones(H, T(1));
   const T* one = ones.data();
   const T* zx_p = zx.data_ptr<T>();
-  const T* rec_p = rec.data_ptr<T>();
+  T* rec_p = rec.data_ptr<T>();
   const T* fg_p = fgr ? fg.data_ptr<T>() : nullptr;
   T* hs_p = sv.hs.data_ptr<T>();
   T* cs_p = sv.cs.data_ptr<T>();
@@ -210,41 +218,61 @@ Saved forward_impl(const CellConfig& cf, const Tensor& zx, const Tensor& h0, con
   const T* zhm = mk.zh_mask.defined() ? mk.zh_mask.data_ptr<T>() : nullptr;
   const T kc = T(cf.zoneout_cell), kh = T(cf.zoneout_hidden);
 
-  for (int64_t t = 0; t < TT; ++t) {
-    if (hin.defined()) {
-      at::mul_out(hin, sv.hs[t], mk.rec_mask);
-      rec_gemm.mm(rec, hin);
-    } else {
-      rec_gemm.mm(rec, sv.hs[t]);
+  // Units [j0, j0 + W) of row b at step t, after z = zx + rec (+ LN, FGR) is in place for them.
+  auto row = [&](int64_t t, int64_t b, int64_t j0, int64_t W) {
+    const int64_t tb = t * B + b;
+    const bool valid = t < mk.len[b];
+    T* a = acts_p + tb * GH + j0;
+    const T* c_prev = cs_p + tb * H + j0;
+    T* c_next = cs_p + (tb + B) * H + j0;
+    T* c = zone_c ? cstep_p + tb * H + j0 : c_next;
+    T* h = proj ? hcell_p + tb * H + j0 : hs_p + (tb + B) * R + j0;
+    const T* pj = peep ? peep + j0 : nullptr;
+    gates(cf, H, W, pj, c_prev, a);
+    cell_update(cf, W, a, one, c_prev, c);
+    output(cf, H, W, pj, c, g_c, b_c, one, a, ln ? chat_p + tb * H : nullptr, ln ? rstdc_p + tb : nullptr,
+           tc_p + tb * H + j0, h);
+    if (!proj) carry(valid, zone_h, hs_p + tb * R + j0, zhm ? zhm + tb * R + j0 : nullptr, kh, W, h);
+    if (zone_c) std::copy(c, c + W, c_next);
+    carry(valid, zone_c, c_prev, zcm ? zcm + tb * H + j0 : nullptr, kc, W, c_next);
+    if (fgr && t + 1 < TT) {  // i, f, o fed to the next step
+      T* pn = pg_p + (tb + B) * nH;
+      for (int64_t s = 0; s < cf.n; ++s) std::copy(a + cf.sigmoid_off[s], a + cf.sigmoid_off[s] + H, pn + s * H);
     }
-    if (fgr) at::mm_out(fg, sv.prev_gates[t], w_gg_t);
+  };
+  const T* w_hh_p = w.w_hh.data_ptr<T>();
 
-    at::parallel_for(0, B, grain_for(GH), [&](int64_t b0, int64_t b1) {
-      for (int64_t b = b0; b < b1; ++b) {
-        const int64_t tb = t * B + b;
-        const bool valid = t < mk.len[b];
-        T* a = acts_p + tb * GH;
-        const T* c_prev = cs_p + tb * H;
-        T* c_next = cs_p + (tb + B) * H;
-        T* c = zone_c ? cstep_p + tb * H : c_next;
-        T* h = proj ? hcell_p + tb * H : hs_p + (tb + B) * R;
-        preactivation(cf, H, GH, zx_p + tb * GH, rec_p + b * GH, fgr ? fg_p + b * nH : nullptr, g_hh, a,
-                      ln ? rech_p + tb * GH : nullptr, ln ? rstdh_p + tb : nullptr);
-        gates(cf, H, peep, c_prev, a);
-        cell_update(cf, H, a, one, c_prev, c);
-        output(cf, H, peep, c, g_c, b_c, one, a, ln ? chat_p + tb * H : nullptr, ln ? rstdc_p + tb : nullptr,
-               tc_p + tb * H, h);
-        if (!proj) carry(valid, zone_h, hs_p + tb * R, zhm ? zhm + tb * R : nullptr, kh, R, h);
-        if (zone_c) std::copy(c, c + H, c_next);
-        carry(valid, zone_c, c_prev, zcm ? zcm + tb * H : nullptr, kc, H, c_next);
-        if (fgr && t + 1 < TT) {  // i, f, o fed to the next step
-          T* pn = pg_p + (tb + B) * nH;
-          for (int64_t s = 0; s < cf.n; ++s) {
-            std::copy(a + cf.sigmoid_off[s], a + cf.sigmoid_off[s] + H, pn + s * H);
-          }
+  for (int64_t t = 0; t < TT; ++t) {
+    const Tensor& h_prev = hin.defined() ? at::mul_out(hin, sv.hs[t], mk.rec_mask) : sv.hs[t];
+    if (by_units) {
+      const T* hp = h_prev.data_ptr<T>();
+      at::parallel_for(0, H, unit_grain, [&](int64_t j0, int64_t j1) {
+        const int64_t W = j1 - j0;
+        for (int64_t off : cf.block_off) {  // rec[:, off + j0 : off + j1] = h_prev W_hh[off + j0 : off + j1]^T
+          rows_gemm<T>(B, W, R, hp, w_hh_p + (off + j0) * R, rec_p + off + j0, GH);
         }
-      }
-    });
+        for (int64_t b = 0; b < B; ++b) {
+          T* z = acts_p + (t * B + b) * GH;
+          const T* zr = zx_p + (t * B + b) * GH;
+          const T* rr = rec_p + b * GH;
+          for (int64_t off : cf.block_off) {
+            for (int64_t j = j0; j < j1; ++j) z[off + j] = zr[off + j] + rr[off + j];
+          }
+          row(t, b, j0, W);
+        }
+      });
+    } else {
+      rec_gemm.mm(rec, h_prev);
+      if (fgr) at::mm_out(fg, sv.prev_gates[t], w_gg_t);
+      at::parallel_for(0, B, grain_for(GH), [&](int64_t b0, int64_t b1) {
+        for (int64_t b = b0; b < b1; ++b) {
+          const int64_t tb = t * B + b;
+          preactivation(cf, H, GH, zx_p + tb * GH, rec_p + b * GH, fgr ? fg_p + b * nH : nullptr, g_hh,
+                        acts_p + tb * GH, ln ? rech_p + tb * GH : nullptr, ln ? rstdh_p + tb : nullptr);
+          row(t, b, 0, H);
+        }
+      });
+    }
 
     if (proj) {  // h_t = W_hr h_cell, then the carry of the projected state
       at::mm_out(hproj, sv.h_cell[t], w_hr_t);  // (B, P)

@@ -30,6 +30,7 @@
 #include <cstring>
 #include <optional>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 namespace lstmkit {
@@ -67,6 +68,7 @@ struct CellConfig {
   int64_t n = 0;                                             // gates among input, forget, output
   int64_t input_k = -1, forget_k = -1, output_k = -1;        // index of each among those n, -1 when absent
   std::vector<int64_t> sigmoid_off;                          // offsets of those n gates, in that order
+  std::vector<int64_t> block_off;                            // offsets of every present block
   bool coupled;                                              // CIFG: forget = 1 - input
   Activation gate_activation, candidate_activation, cell_activation;
   bool peephole, full_gate_recurrence, layer_norm;
@@ -90,6 +92,9 @@ struct CellConfig {
     if (input_off >= 0) input_k = n++, sigmoid_off.push_back(input_off);
     if (forget_off >= 0) forget_k = n++, sigmoid_off.push_back(forget_off);
     if (output_off >= 0) output_k = n++, sigmoid_off.push_back(output_off);
+    for (int64_t off : {input_off, forget_off, candidate_off, output_off}) {
+      if (off >= 0) block_off.push_back(off);
+    }
     TORCH_CHECK(!coupled || (input_off >= 0 && forget_off < 0),
                 "lstmkit kernel: coupled (CIFG) needs an input gate and no forget block");
     clip_on = clip > 0, cell_clip = clip, zoneout_cell = zc, zoneout_hidden = zh;
@@ -266,6 +271,35 @@ struct PackedRight {
     }
   }
 };
+
+// Single-threaded row-major GEMM for the unit split: C (m, n; leading dim ldc) = A (m, k) B^T with
+// B (n, k) row-major, through the Fortran BLAS that torch's CPU build exports (MKL); inside an
+// OpenMP region MKL runs it on the calling thread. Weak symbols: without them the split is off.
+extern "C" {
+void sgemm_(const char* ta, const char* tb, const int* m, const int* n, const int* k, const float* alpha,
+            const float* a, const int* lda, const float* b, const int* ldb, const float* beta, float* c,
+            const int* ldc) __attribute__((weak));
+void dgemm_(const char* ta, const char* tb, const int* m, const int* n, const int* k, const double* alpha,
+            const double* a, const int* lda, const double* b, const int* ldb, const double* beta, double* c,
+            const int* ldc) __attribute__((weak));
+}
+
+template <typename T>
+inline bool rows_gemm_available() {
+  return std::is_same<T, float>::value ? sgemm_ != nullptr : dgemm_ != nullptr;
+}
+
+// Column-major view: C^T (n, m; ld ldc) = B (n, k) A^T, i.e. gemm('T', 'N', n, m, k, B ld k, A ld k).
+template <typename T>
+inline void rows_gemm(int64_t m, int64_t n, int64_t k, const T* a, const T* b, T* c, int64_t ldc) {
+  const int mi = int(m), ni = int(n), ki = int(k), ld = int(ldc);
+  const T one = 1, zero = 0;
+  if constexpr (std::is_same<T, float>::value) {
+    sgemm_("T", "N", &ni, &mi, &ki, &one, b, &ki, a, &ki, &zero, c, &ld);
+  } else {
+    dgemm_("T", "N", &ni, &mi, &ki, &one, b, &ki, a, &ki, &zero, c, &ld);
+  }
+}
 
 namespace generic {
 #include "kernel_impl.h"
