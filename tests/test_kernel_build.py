@@ -112,6 +112,23 @@ def test_failed_build_leaves_no_marker_and_is_retried(tmp_path: Path, monkeypatc
     assert not (ext.directory(tmp_path / "builds", "/envs/x") / build.BUILT).exists()
 
 
+def test_a_deleted_library_is_built_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    ext = _tiny(tmp_path)
+    folder = ext.directory(tmp_path / "builds", "/envs/y")
+    folder.mkdir(parents=True)
+    (folder / build.BUILT).write_text("{}")  # marker left behind, library gone
+    calls: list[str] = []
+
+    def fake(e: build.ExtensionBuild, where: Path, name: str) -> str:
+        calls.append(name)
+        return "module"
+
+    monkeypatch.setattr(build, "_compile", fake)
+    said: list[str] = []
+    assert build.load(ext, tmp_path / "builds", prefix="/envs/y", announce=said.append) == "module"
+    assert calls == [folder.name] and len(said) == 1
+
+
 def test_real_kernel_loads_in_a_new_process_with_another_path_without_rebuilding() -> None:
     assert compiled.is_available(), compiled._state["error"]
     folder = build.KERNEL.directory()

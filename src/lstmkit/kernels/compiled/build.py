@@ -118,11 +118,11 @@ def load(
     """
     folder = ext.directory(root, prefix)
     name = folder.name
-    if (folder / BUILT).is_file():
+    if _finished(folder):
         return _import(folder, name)
     folder.mkdir(parents=True, exist_ok=True)
     with _locked(folder / "build.lock"):
-        if (folder / BUILT).is_file():  # another process finished it while we waited
+        if _finished(folder):  # another process finished it while we waited
             return _import(folder, name)
         announce(
             f"lstmkit: compiling {ext.what} once for this environment "
@@ -136,6 +136,11 @@ def load(
         tmp.write_text(json.dumps(note, indent=1) + "\n")
         tmp.replace(folder / BUILT)
     return module
+
+
+def _finished(folder: Path) -> bool:
+    """A build that completed and whose library is still there (a deleted library is built again)."""
+    return (folder / BUILT).is_file() and library_path(folder).is_file()
 
 
 def library_path(folder: Path) -> Path:
