@@ -93,17 +93,24 @@ def train(
     check_fits(task, config)
     info = distributed.init_from_env()
     lock = RunLock(run_dir) if info.is_main else None
+    clean = False
     try:
         if lock is not None:
             lock.acquire()
             clean_temporaries(run_dir)
         run = Run(config, run_dir, task, info, on_log)
-        run.open(resume, overwrite)
-        return _drive(run, quiet)
+        try:
+            run.open(resume, overwrite)
+            result = _drive(run, quiet)
+        finally:
+            run.ddp_model = run.model  # drop the DDP wrapper before the process group goes
+            del run
+        clean = True
+        return result
     finally:
         if lock is not None:
             lock.release()
-        distributed.shutdown(info)
+        distributed.shutdown(info, clean)
 
 
 def _drive(run: Run, quiet: bool) -> TrainResult:

@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch.nn.utils import clip_grads_with_norm_, get_total_norm
 
 from ..fileio import append_line, atomic_write, fault_point
 from ..tasks.base import Task
@@ -34,6 +33,20 @@ from .curves import plot_curve
 from .guard import SignalGuard, TrainingDiverged, all_finite, finite_or_none
 from .rundir import CURVE, RUN_FILES, read_metrics_for_resume
 from .runtools import TrainResult, evaluate, main_metric, make_optimizer, seed_of
+
+try:
+    from torch.nn.utils import clip_grads_with_norm_, get_total_norm
+except ImportError:  # torch < 2.6: the same two halves of clip_grad_norm_, written out
+
+    def get_total_norm(tensors: list[torch.Tensor]) -> torch.Tensor:  # type: ignore[misc]
+        norms = [torch.linalg.vector_norm(t) for t in tensors]
+        return torch.linalg.vector_norm(torch.stack(norms)) if norms else torch.tensor(0.0)
+
+    def clip_grads_with_norm_(params: list[torch.Tensor], max_norm: float, total: torch.Tensor) -> None:  # type: ignore[misc]
+        coef = torch.clamp(max_norm / (total + 1e-6), max=1.0)
+        for p in params:
+            if p.grad is not None:
+                p.grad.mul_(coef)
 
 
 class Run:
