@@ -253,3 +253,17 @@ def test_resume_is_bitwise_for_every_task(name: str, model: dict[str, Any], tmp_
         r.pop("elapsed")
     assert rows_a == rows_b
     assert load_run(part)[1] == cfg
+
+
+def test_eval_refuses_non_finite_weights(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from lstmkit.train.checkpoint import save_checkpoint
+    from lstmkit.train.model import build_model
+
+    cfg = config()
+    model = build_model(cfg.model, 0)
+    with torch.no_grad():
+        model.head.weight.fill_(float("nan"))  # as a diverged run before this guard would have saved
+    save_checkpoint(tmp_path, model, None, cfg, {"step": 1})
+    assert main(["eval", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "non-finite weights" in err[0]
