@@ -33,7 +33,9 @@ def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "train",
         help="train a model on a task (saves config, metrics, checkpoint, curve)",
-        description="Train a sequence model on a task. Exit status 130 after Ctrl-C (checkpoint saved).",
+        description="Train a sequence model on a task. Exit status 2 on bad arguments, a run directory in use or "
+        "a file that cannot be written; 3 when the loss, a gradient or the weights stop being finite (the last "
+        "good checkpoint stays); 130 after Ctrl-C (checkpoint saved).",
     )
     p.add_argument("task", nargs="?", help="task name (omit with --resume)")
     p.add_argument("--out", help="run directory (default: runs/TASK)")
