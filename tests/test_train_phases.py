@@ -152,7 +152,17 @@ def test_cli_divergence_exits_3_with_one_line(tmp_path: Path, capsys: pytest.Cap
     assert main(argv) == 3
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "training diverged at step" in err[0] and "--on-nan skip" in err[0]
-    strict_rows(tmp_path / "r")
+    rows = strict_rows(tmp_path / "r")
+    assert "diverged" in rows[-1] and not (tmp_path / "r" / CHECKPOINT).exists()  # diverged before step 100
+
+    def refuse(constant: str) -> None:
+        raise AssertionError(f"stdout holds {constant}: not strict JSON")
+
+    assert main(["train", "--resume", str(tmp_path / "r"), "--steps", "5", "--quiet"]) == 0  # before the divergence
+    report = json.loads(capsys.readouterr().out, parse_constant=refuse)
+    assert report["steps"] == 5
+    assert main(["eval", str(tmp_path / "r")]) == 0
+    json.loads(capsys.readouterr().out, parse_constant=refuse)
 
 
 # ------------------------------------------------------------------ metrics lines, lock, reached budget

@@ -19,6 +19,7 @@ from typing import Any
 from ..tasks.base import Task
 from ..train import checkpoint
 from ..train.config import RunConfig
+from ..train.guard import finite_or_none
 from . import _runargs
 from .errors import CLIError
 
@@ -108,7 +109,7 @@ def run_train(args: argparse.Namespace) -> int:
     if int(os.environ.get("RANK", "0")) != 0:  # only the main process of a torchrun run prints
         return 0
     report = summary(config, task, result)
-    print(json.dumps(report, indent=1))
+    print(json.dumps(finite_or_none(report), indent=1, allow_nan=False))  # strict JSON: inf/NaN -> null
     if not args.quiet:
         print(headline(report), file=sys.stderr)
     return 0
@@ -208,16 +209,7 @@ def run_eval(args: argparse.Namespace) -> int:
         metrics = evaluate(model, task)
     except ValueError as err:
         raise CLIError(str(err)) from None
-    print(
-        json.dumps(
-            {
-                "run": args.run,
-                "task": config.task,
-                "task_args": task_args,
-                "test": metrics,
-                "solved": bool(task.solved(metrics)),
-            },
-            indent=1,
-        )
-    )
+    report = {"run": args.run, "task": config.task, "task_args": task_args, "test": metrics}
+    report["solved"] = bool(task.solved(metrics))
+    print(json.dumps(finite_or_none(report), indent=1, allow_nan=False))  # strict JSON: inf/NaN -> null
     return 0
