@@ -27,6 +27,7 @@ import torch
 from ..fileio import append_line, atomic_write, fault_point
 from ..tasks.base import Task
 from . import distributed
+from .best import BEST, BestKeeper, load_best
 from .checkpoint import CHECKPOINT, CONFIG, LEGACY_STATE, METRICS, load_checkpoint, read_config, save_checkpoint
 from .config import RunConfig
 from .curves import plot_curve
@@ -76,6 +77,7 @@ class Run:
         self.solved_at: int | None = None  # sequences seen at the first solved evaluation
         self.test: dict[str, float] = {}  # last test metrics
         self.checkpointed: int | None = None  # step of the last committed checkpoint
+        self.keeper = BestKeeper(task, run_dir, config.optim.patience)  # best validation weights
 
     @property
     def metrics_file(self) -> Path:
@@ -100,7 +102,7 @@ class Run:
                 f"{self.run_dir} already holds a run ({', '.join(held)}); continue it with --resume "
                 f"{self.run_dir}, replace it with --overwrite, or choose another directory"
             )
-        for name in (*RUN_FILES, LEGACY_STATE):
+        for name in (*RUN_FILES, LEGACY_STATE):  # nothing of an earlier run carries over
             (self.run_dir / name).unlink(missing_ok=True)
         atomic_write(self.run_dir / CONFIG, self.config.to_json())
         atomic_write(self.metrics_file, "")
@@ -132,6 +134,7 @@ class Run:
         self.window_loss, self.window_steps = float(state.get("window_loss", 0.0)), int(state.get("window_steps", 0))
         self.skipped = int(state.get("skipped", 0))
         self.solved_at, self.test = state.get("solved_at"), dict(state.get("test") or {})
+        self.keeper = BestKeeper(self.task, self.run_dir, self.config.optim.patience, state.get("best"))
 
     def snapshot(self) -> dict[str, Any]:
         """The JSON-ready loop state saved with a checkpoint."""
@@ -145,6 +148,7 @@ class Run:
                 "skipped": self.skipped,
                 "solved_at": self.solved_at,
                 "test": self.test,
+                "best": self.keeper.state(),
             }
         )
 
@@ -214,13 +218,17 @@ class Run:
         return row
 
     def evaluate(self, step: int, row: dict[str, Any]) -> bool:
-        """Test metrics into ``row``; True when the run should stop (solved and stop_when_solved)."""
+        """Test (and validation) metrics into ``row``; True when the run should stop: solved with
+        stop_when_solved, or ``patience`` evaluations without a better validation metric."""
         self.test = evaluate(self.model, self.task)
         solved = bool(self.task.solved(self.test))
         if solved and self.solved_at is None:
             self.solved_at = step * self.config.optim.batch_size
         row.update(test=self.test, solved=solved)
-        return solved and self.config.optim.stop_when_solved
+        val, patience_out = self.keeper.update(self.model, step, evaluate, write=self.info.is_main)
+        if val:
+            row.update(val=val, early_stop=patience_out)
+        return (solved and self.config.optim.stop_when_solved) or patience_out
 
     def write_row(self, row: dict[str, Any]) -> None:
         """Append ``row`` (with the elapsed time) to metrics.jsonl as strict JSON (NaN -> null)."""
@@ -291,8 +299,9 @@ class Run:
         )
 
     def result(self, interrupted: bool) -> TrainResult:
+        """What the run ended with; with kept best weights, their test metrics too."""
         o = self.config.optim
-        return TrainResult(
+        result = TrainResult(
             self.run_dir,
             self.step,
             self.step * o.batch_size,
@@ -302,3 +311,10 @@ class Run:
             interrupted,
             self.skipped,
         )
+        if self.keeper.step is not None and (self.run_dir / BEST).is_file():
+            from .model import build_model
+
+            best_model = build_model(self.config.model, self.config.seed)
+            load_best(self.run_dir, best_model)
+            result.best = {**self.keeper.state(), "test": evaluate(best_model, self.task)}
+        return result

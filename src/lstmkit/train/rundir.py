@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ..fileio import stale_temporaries, umask_mode
+from .best import BEST
 from .checkpoint import CHECKPOINT, CONFIG, METRICS
 
 try:
@@ -30,7 +31,7 @@ except ImportError:  # Windows: no advisory locks; runs are then unguarded again
 
 LOCK = ".lock"
 CURVE = "curve.png"
-RUN_FILES = (CHECKPOINT, CONFIG, METRICS, CURVE)
+RUN_FILES = (CHECKPOINT, CONFIG, METRICS, CURVE, BEST)
 """Files a run writes (each through a temporary file, except metrics lines)."""
 
 

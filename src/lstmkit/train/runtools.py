@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -34,6 +35,7 @@ class TrainResult:
     solved_at: int | None = None  # sequences seen at the first evaluation meeting the criterion
     elapsed: float = 0.0  # seconds of training, summed over resumes
     interrupted: bool = False  # True when stopped by SIGINT
+    best: dict[str, Any] = field(default_factory=dict)  # best validation step, value and its test metrics
     skipped: int = 0  # steps whose update was skipped for a non-finite loss or gradient (on_nan="skip")
 
 

@@ -10,8 +10,8 @@ every tensor of :class:`~lstmkit.LayerWeights`. The work is split as DESIGN.md Â
   state maths fused in one pass over (B, G*H); backward (BPTT) stores gate activations and
   states, and computes ``dW_hh`` with one GEMM over all steps.
 
-The extension is built on first use with :func:`torch.utils.cpp_extension.load` (needs a C++
-compiler and ``ninja``), cached in torch's extension directory or in ``$LSTMKIT_BUILD_DIR``.
+The extension is built once per environment on first use (needs a C++ compiler; ``ninja`` is a
+dependency) and imported directly afterwards, see :mod:`.build` (``lstmkit build-kernel`` builds ahead).
 If the build fails, :func:`is_available` warns once with the reason and returns False, and
 lstmkit runs the reference loop instead.
 
@@ -29,11 +29,8 @@ Example::
 
 from __future__ import annotations
 
-import hashlib
-import os
 import threading
 import warnings
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -44,36 +41,17 @@ from torch.autograd.function import once_differentiable
 from ...functional import LN_EPS, LayerResult, LayerWeights, reverse_padded
 from ...functional import lstm_layer as reference_layer
 from ...spec import CellSpec
+from . import build
 
 ACTIVATION_CODES = {"sigmoid": 0, "hard_sigmoid": 1, "tanh": 2, "identity": 3, "relu": 4, "softsign": 5}
 """Activation name -> code understood by ``csrc/activations.h``."""
-
-CSRC = Path(__file__).resolve().parent / "csrc"
-SOURCES = (CSRC / "lstm.cpp",)
-HEADERS = (CSRC / "kernel_impl.h", CSRC / "activations.h")
-EXTRA_CFLAGS = ("-O3", "-fno-math-errno", "-fno-trapping-math")
-"""Plain -O3 (no -march=native: the build cache may be shared by machines with other CPUs). The two
--fno flags change no result; they let the compiler vectorise the branch-free activation loops."""
 
 _lock = threading.Lock()
 _state: dict[str, Any] = {"ext": None, "error": None}
 
 
 def _build() -> Any:
-    from torch.utils import cpp_extension
-
-    build_dir = os.environ.get("LSTMKIT_BUILD_DIR") or None
-    if build_dir:
-        os.makedirs(build_dir, exist_ok=True)
-    digest = hashlib.sha256(b"".join(p.read_bytes() for p in (*SOURCES, *HEADERS))).hexdigest()[:10]
-    return cpp_extension.load(
-        name=f"lstmkit_lstm_{digest}",  # a new name for new sources: never load a stale build
-        sources=[str(s) for s in SOURCES],
-        extra_cflags=list(EXTRA_CFLAGS),
-        extra_include_paths=[str(CSRC)],
-        build_directory=build_dir,
-        verbose=False,
-    )
+    return build.load()  # once per environment, torch, sources and flags: see build.py
 
 
 def extension() -> Any:
