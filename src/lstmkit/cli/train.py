@@ -21,6 +21,7 @@ from ..train import checkpoint
 from ..train.config import RunConfig
 from ..train.guard import finite_or_none
 from . import _runargs
+from .common import add_run_argument
 from .errors import CLIError
 
 DIVERGED = 3
@@ -58,7 +59,7 @@ def register(subparsers: Any) -> None:
         help="print the test metrics of a trained run as JSON",
         description="Evaluate a run's checkpoint on its task's test set (task flags override).",
     )
-    e.add_argument("run", help="run directory or checkpoint file")
+    add_run_argument(e)
     e.add_argument("--threads", type=int, help="torch CPU threads")
     _runargs.add_task_flags(e)
     e.set_defaults(func=run_eval)
