@@ -45,7 +45,7 @@ def step_backward(
     acts_ptr, c_prev_ptr, rec_hat_ptr, rstd_ptr, dout_ptr, dc_ptr, dacts_ptr,
     w_ch_ptr, ln_hh_ptr, ln_cw_ptr, ln_cb_ptr, zc_ptr, zh_ptr, valid_ptr,
     dz_ptr, drec_ptr, dc_prev_ptr, dh_prev_ptr, dw_ch_ptr, dln_hh_ptr, dln_cw_ptr, dln_cb_ptr,
-    H, clip, zc_keep, zh_keep, eps,
+    H, scalars_ptr,
     G: tl.constexpr, BLK_I: tl.constexpr, BLK_F: tl.constexpr, BLK_G: tl.constexpr, BLK_O: tl.constexpr,
     SIG_I: tl.constexpr, SIG_F: tl.constexpr, SIG_O: tl.constexpr, N_SIG: tl.constexpr,
     COUPLED: tl.constexpr, GATE_ACT: tl.constexpr, CAND_ACT: tl.constexpr, CELL_ACT: tl.constexpr,
@@ -57,6 +57,10 @@ def step_backward(
     (hidden zoneout and padding already applied by the caller), else the carried dh (B, H)."""
     b = tl.program_id(0)
     cols = tl.arange(0, BLOCK_H)
+    clip = tl.load(scalars_ptr).to(CDT)  # scalars in the compute dtype (a float argument would be float32)
+    zc_keep = tl.load(scalars_ptr + 1).to(CDT)
+    zh_keep = tl.load(scalars_ptr + 2).to(CDT)
+    eps = tl.load(scalars_ptr + 3).to(CDT)
     mask = cols < H
     row = b * G * H
     v = 1.0

@@ -34,7 +34,7 @@ def bptt(
     nH = len(spec.sigmoid_gates) * H
     dummy = acts.new_zeros(1)  # type: ignore[union-attr]
     consts = plan.constexprs(cdt, zc_mask is not None, zh_mask is not None)
-    clip, zc_keep, zh_keep, eps = plan.scalars()
+    scalars = plan.scalars(acts)
 
     dh = acts.new_zeros(B, R)  # type: ignore[union-attr]
     dc = acts.new_zeros(B, H)  # type: ignore[union-attr]
@@ -77,7 +77,7 @@ def bptt(
             zc_mask[t] if zc_mask is not None else dummy, zh_mask[t] if zh_mask is not None else dummy,
             v if v is not None else dummy,
             dz[t], drec[t], dc_prev, dh_skip, acc["dw_ch"], acc["dln_hh"], acc["dln_cw"], acc["dln_cb"],
-            H, clip, zc_keep, zh_keep, eps, HAS_DACTS=da is not None, **consts,
+            H, scalars, HAS_DACTS=da is not None, **consts,
         )
         # fmt: on
         dc = dc_prev

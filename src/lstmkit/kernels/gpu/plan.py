@@ -53,9 +53,10 @@ class Plan:
             "BLOCK_H": triton.next_power_of_2(self.H),
         }
 
-    def scalars(self) -> tuple[float, float, float, float]:
-        clip = self.spec.cell_clip
-        return (float(clip or 0.0), float(self.zc_keep or 0.0), float(self.zh_keep or 0.0), LN_EPS)
+    def scalars(self, like: torch.Tensor) -> torch.Tensor:
+        """(clip, zoneout keep of c, of h, layer-norm eps) as a tensor in the compute dtype on ``like``'s device."""
+        values = [float(self.spec.cell_clip or 0.0), float(self.zc_keep or 0.0), float(self.zh_keep or 0.0), LN_EPS]
+        return torch.tensor(values, dtype=compute_dtype(like.dtype), device=like.device)
 
 
 _NAMES = ("input", "forget", "candidate", "output")

@@ -56,7 +56,7 @@ def activation_grad(y, KIND: tl.constexpr):
     if KIND == 0:
         d = y * (1.0 - y)
     elif KIND == 1:
-        d = tl.where((y > 0.0) & (y < 1.0), 1.0 / 6.0, 0.0)
+        d = tl.where((y > 0.0) & (y < 1.0), (y * 0.0 + 1.0) / 6.0, 0.0)  # 1/6 in y's dtype
     elif KIND == 2:
         d = 1.0 - y * y
     elif KIND == 3:
@@ -114,7 +114,7 @@ def step_forward(
     zx_ptr, rec_ptr, fgr_ptr, c_prev_ptr, h_prev_ptr,
     w_ch_ptr, ln_hh_ptr, ln_cw_ptr, ln_cb_ptr, zc_ptr, zh_ptr, valid_ptr,
     acts_ptr, c_ptr, h_ptr, m_ptr, rec_hat_ptr, rstd_ptr,
-    H, clip, zc_keep, zh_keep, eps,
+    H, scalars_ptr,
     G: tl.constexpr, BLK_I: tl.constexpr, BLK_F: tl.constexpr, BLK_G: tl.constexpr, BLK_O: tl.constexpr,
     SIG_I: tl.constexpr, SIG_F: tl.constexpr, SIG_O: tl.constexpr, N_SIG: tl.constexpr,
     COUPLED: tl.constexpr, GATE_ACT: tl.constexpr, CAND_ACT: tl.constexpr, CELL_ACT: tl.constexpr,
@@ -126,6 +126,10 @@ def step_forward(
     zoneout, 1 a (B, H) keep mask, 2 the keep probability (evaluation expectation)."""
     b = tl.program_id(0)
     cols = tl.arange(0, BLOCK_H)
+    clip = tl.load(scalars_ptr).to(CDT)  # scalars in the compute dtype (a float argument would be float32)
+    zc_keep = tl.load(scalars_ptr + 1).to(CDT)
+    zh_keep = tl.load(scalars_ptr + 2).to(CDT)
+    eps = tl.load(scalars_ptr + 3).to(CDT)
     mask = cols < H
     row = b * G * H
     mean = 0.0

@@ -71,7 +71,7 @@ class Recurrence(torch.autograd.Function):
         rec_hat = zx.new_empty(T, B, GH, dtype=cdt) if spec.layer_norm else None
         rstd = zx.new_empty(T, B, dtype=cdt) if spec.layer_norm else None
         consts = plan.constexprs(cdt, zc_mask is not None, zh_mask is not None)
-        clip, zc_keep, zh_keep, eps = plan.scalars()
+        scalars = plan.scalars(zx)
         prev = zx.new_zeros(B, len(spec.sigmoid_gates) * H) if spec.full_gate_recurrence else None
         for t in range(T):
             h_in = hs[t] if rec_mask is None else hs[t] * rec_mask
@@ -84,7 +84,7 @@ class Recurrence(torch.autograd.Function):
                 ln_cw if ln_cw is not None else dummy, ln_cb if ln_cb is not None else dummy,
                 _step(zc_mask, t, dummy), _step(zh_mask, t, dummy), _step(valid, t, dummy),
                 acts[t], cs[t + 1], hs[t + 1], _step(ms, t, dummy), _step(rec_hat, t, dummy), _step(rstd, t, dummy),
-                H, clip, zc_keep, zh_keep, eps, FGR=spec.full_gate_recurrence, **consts,
+                H, scalars, FGR=spec.full_gate_recurrence, **consts,
             )
             # fmt: on
             if ms is not None:
