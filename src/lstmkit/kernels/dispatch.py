@@ -12,7 +12,7 @@ from torch import Tensor
 from ..functional import LayerResult, LayerWeights, lstm_layer
 from ..spec import CellSpec
 
-KERNELS = ("auto", "native", "compiled", "reference")
+KERNELS = ("auto", "native", "compiled", "triton", "reference")
 _forced: list[str] = []
 
 
@@ -40,7 +40,13 @@ def use(kernel: str) -> Iterator[None]:
 
 def available() -> dict[str, bool]:
     """Which kernels can run in this process."""
-    return {"native": True, "compiled": _compiled_available(), "reference": True}
+    return {"native": True, "compiled": _compiled_available(), "triton": _gpu_available("cuda"), "reference": True}
+
+
+def _gpu_available(device: str) -> bool:
+    from . import gpu
+
+    return gpu.is_available(device)
 
 
 def _compiled_available() -> bool:
@@ -62,8 +68,8 @@ def choose(spec: CellSpec, *, record: bool, per_step_regularised: bool) -> str:
     per-step regularisers, else "compiled" when it can be built (and no graph is being
     captured), else "reference"."""
     want = requested()
-    if want == "reference":
-        return "reference"
+    if want in ("reference", "triton"):
+        return want
     if spec.is_plain and not record and not per_step_regularised and want in ("auto", "native"):
         return "native"
     if want in ("auto", "compiled") and not capturing_graph() and _compiled_available():
@@ -82,6 +88,10 @@ def run_layer(
 ) -> LayerResult:
     """Run one layer-direction on the chosen step kernel ("compiled" or "reference");
     arguments as :func:`lstmkit.functional.lstm_layer`."""
+    if kernel == "triton" or (kernel == "compiled" and x.device.type == "cuda" and _gpu_available("cuda")):
+        from . import gpu  # Triton: CUDA tensors, or CPU tensors under TRITON_INTERPRET=1 when asked by name
+
+        return gpu.lstm_layer(x, h0, c0, w, spec, **options)
     if kernel == "compiled":
         from . import compiled
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import importlib.util
 import os
 
+import torch
 from torch import Tensor
 
 from ...functional import LayerResult, LayerWeights
@@ -39,7 +40,7 @@ def is_available(device: str = "cuda") -> bool:
         return False
     if device == "cpu":
         return interpreting()
-    return device == "cuda"
+    return device == "cuda" and torch.cuda.is_available()
 
 
 def unavailable_reason(device: str) -> str:

@@ -60,7 +60,7 @@ def bptt(
         v = valid[t] if valid is not None else None
         if dh_raw is not None:
             keep = zh_mask[t] if zh_mask is not None else (plan.zh_keep or 0.0)
-            scale = (1.0 - keep) if v is None else (1.0 - keep) * (v != 0).unsqueeze(1)
+            scale = (1.0 - keep) if v is None else (1.0 - keep) * (v != 0).unsqueeze(1).to(dh.dtype)
             dh_raw[t] = scale * dh
             dout = torch.mm(dh_raw[t].to(dt), w_hr).to(cdt)  # type: ignore[arg-type]  # dm (B, H)
             dh_skip = dh - dh_raw[t]
