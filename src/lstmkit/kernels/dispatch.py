@@ -72,7 +72,7 @@ def choose(spec: CellSpec, *, record: bool, per_step_regularised: bool) -> str:
         return want
     if spec.is_plain and not record and not per_step_regularised and want in ("auto", "native"):
         return "native"
-    if want in ("auto", "compiled") and not capturing_graph() and _compiled_available():
+    if want in ("auto", "compiled") and not capturing_graph() and (_compiled_available() or _gpu_available("cuda")):
         return "compiled"
     return "reference"
 
