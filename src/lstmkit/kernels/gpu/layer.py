@@ -9,9 +9,10 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ...functional import LN_EPS, LayerResult, LayerWeights, reverse_padded
+from ...functional import lstm_layer as reference_layer
 from ...spec import CellSpec
+from .op import recurrence
 from .plan import Plan, compute_dtype
-from .recurrence import Recurrence
 
 DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
@@ -104,6 +105,10 @@ def lstm_layer(
     """
     check(x, h0, c0, w, spec, lengths)
     T, B = x.shape[0], x.shape[1]
+    if T == 0 or B == 0:  # nothing for a kernel to launch on
+        options = {"reverse": reverse, "recurrent_mask": recurrent_mask, "record": record}
+        options.update(lengths=lengths, zoneout_cell=zoneout_cell, zoneout_hidden=zoneout_hidden)
+        return reference_layer(x, h0, c0, w, spec, **options)  # type: ignore[arg-type]
     H, R = c0.shape[-1], h0.shape[-1]
     if lengths is not None:
         lengths = lengths.to(device=x.device, dtype=torch.int64)
@@ -130,8 +135,8 @@ def lstm_layer(
     else:
         zx = F.linear(x, w.weight_ih, bias)  # (T, B, G*H)
     rec_mask = _mask("recurrent_mask", recurrent_mask, (B, R), x)
-    hs, cs, acts = Recurrence.apply(
-        plan,
+    hs, cs, acts, *_ = recurrence(
+        plan.encode(),
         zx.contiguous(),
         h0.contiguous(),
         c0,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,6 +55,11 @@ class Plan:
             "BLOCK_H": triton.next_power_of_2(self.H),
         }
 
+    def encode(self) -> str:
+        """A string form (custom ops take strings, not dataclasses); :func:`decode` reads it back."""
+        fields = {"spec": self.spec.to_dict(), "H": self.H, "proj": self.proj, "zc_keep": self.zc_keep}
+        return json.dumps({**fields, "zh_keep": self.zh_keep, "padded": self.padded}, sort_keys=True)
+
     def scalars(self, like: torch.Tensor) -> torch.Tensor:
         """(clip, zoneout keep of c, of h, layer-norm eps) as a tensor in the compute dtype on ``like``'s device."""
         values = [float(self.spec.cell_clip or 0.0), float(self.zc_keep or 0.0), float(self.zh_keep or 0.0), LN_EPS]
@@ -67,3 +74,10 @@ _TL_DTYPES = {torch.float32: triton.language.float32, torch.float64: triton.lang
 def compute_dtype(dtype: torch.dtype) -> torch.dtype:
     """Cell state, gates and accumulation: float64 for float64 inputs, else float32."""
     return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+@functools.lru_cache(maxsize=256)
+def decode(text: str) -> Plan:
+    """The :class:`Plan` of :meth:`Plan.encode`'s string."""
+    fields = json.loads(text)
+    return Plan(**{**fields, "spec": CellSpec(**fields["spec"])})
