@@ -12,6 +12,19 @@ from .trace import GateTrace
 
 __version__ = "0.1.0"
 
+_SUBPACKAGES = ("cli", "interop", "kernels", "modules", "tasks", "trace", "train")
+
+
+def __getattr__(name: str) -> object:
+    """``lstmkit.train``, ``lstmkit.tasks``, ... after a plain ``import lstmkit``, imported on first use
+    (so ``import lstmkit`` stays light: no task, training or CLI code until asked for)."""
+    if name in _SUBPACKAGES:
+        import importlib
+
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module 'lstmkit' has no attribute {name!r}")
+
+
 __all__ = [
     "LSTM",
     "PRESETS",
