@@ -7,6 +7,8 @@ before Triton is imported).
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 
 import torch
 
@@ -120,3 +122,24 @@ def test_bad_shapes_and_dtypes_name_expected_and_got() -> None:
         gpu.lstm_layer(x, h0, c0, w._replace(weight_ih=w.weight_ih.double()), CellSpec())
     with pytest.raises(TypeError, match="x must have a dtype in"):
         gpu.lstm_layer(x.int(), h0, c0, w, CellSpec())
+
+
+def test_interpreter_works_when_triton_was_imported_first() -> None:
+    # Other code (torch's compiler stack) may import triton before TRITON_INTERPRET=1 is set; the
+    # kernels must still run interpreted (a layer-norm spec uses the row reductions).
+    code = (
+        "import os, triton, torch\n"
+        "os.environ['TRITON_INTERPRET'] = '1'\n"
+        "from lstmkit import LayerWeights, CellSpec\n"
+        "from lstmkit.kernels import gpu\n"
+        "from lstmkit.modules import base\n"
+        "spec = CellSpec(layer_norm=True)\n"
+        "w = LayerWeights(**{k: torch.rand(s) for k, s in base.param_shapes(spec, 3, 4, 0, True).items()})\n"
+        "x = torch.randn(2, 2, 3, requires_grad=True)\n"
+        "gpu.lstm_layer(x, torch.zeros(2, 4), torch.zeros(2, 4), w, spec).output.sum().backward()\n"
+        "print(tuple(x.grad.shape))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["(2,", "2,", "3)"]

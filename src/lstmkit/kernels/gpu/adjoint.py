@@ -22,7 +22,7 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from .pointwise import activation, activation_grad
+from .pointwise import activation, activation_grad, row_sum
 
 
 @triton.jit
@@ -88,9 +88,9 @@ def step_backward(
         c = tl.minimum(tl.maximum(c, -clip), clip)
     c_out = c
     if LAYER_NORM:
-        c_mean = tl.sum(tl.where(mask, c, 0.0), axis=0) / H
+        c_mean = row_sum(tl.where(mask, c, 0.0)) / H
         c_dev = tl.where(mask, c - c_mean, 0.0)
-        c_rstd = 1.0 / tl.sqrt(tl.sum(c_dev * c_dev, axis=0) / H + eps)
+        c_rstd = 1.0 / tl.sqrt(row_sum(c_dev * c_dev) / H + eps)
         c_hat = c_dev * c_rstd
         c_w = tl.load(ln_cw_ptr + cols, mask=mask, other=0.0).to(CDT)
         c_out = c_hat * c_w + tl.load(ln_cb_ptr + cols, mask=mask, other=0.0).to(CDT)
@@ -121,8 +121,8 @@ def step_backward(
         accumulate(dln_cw_ptr + b * H + cols, dc_out * c_hat, mask)
         accumulate(dln_cb_ptr + b * H + cols, dc_out, mask)
         dx_hat = tl.where(mask, dc_out * c_w, 0.0)
-        mean_d = tl.sum(dx_hat, axis=0) / H
-        mean_dx = tl.sum(dx_hat * c_hat, axis=0) / H
+        mean_d = row_sum(dx_hat) / H
+        mean_dx = row_sum(dx_hat * c_hat) / H
         dc = c_rstd * (dx_hat - mean_d - c_hat * mean_dx)
 
     # the carried cell: its gradient reaches this step's c through zoneout and padding
@@ -176,20 +176,20 @@ def step_backward(
         tl.store(dz_ptr + row + BLK_O * H + cols, dz_o, mask=mask)
     if LAYER_NORM:  # drec = rstd * (dx - mean(dx) - x_hat * mean(dx * x_hat)) over the G*H row, dx = dz * ln_hh
         dx_g, xh_g = rec_norm_terms(dz_g, rec_hat_ptr, ln_hh_ptr, dln_hh_ptr, row, BLK_G, H, cols, mask, CDT)
-        s = tl.sum(dx_g, axis=0)
-        s_x = tl.sum(dx_g * xh_g, axis=0)
+        s = row_sum(dx_g)
+        s_x = row_sum(dx_g * xh_g)
         if BLK_I >= 0:
             dx_i, xh_i = rec_norm_terms(dz_i, rec_hat_ptr, ln_hh_ptr, dln_hh_ptr, row, BLK_I, H, cols, mask, CDT)
-            s += tl.sum(dx_i, axis=0)
-            s_x += tl.sum(dx_i * xh_i, axis=0)
+            s += row_sum(dx_i)
+            s_x += row_sum(dx_i * xh_i)
         if BLK_F >= 0:
             dx_f, xh_f = rec_norm_terms(dz_f, rec_hat_ptr, ln_hh_ptr, dln_hh_ptr, row, BLK_F, H, cols, mask, CDT)
-            s += tl.sum(dx_f, axis=0)
-            s_x += tl.sum(dx_f * xh_f, axis=0)
+            s += row_sum(dx_f)
+            s_x += row_sum(dx_f * xh_f)
         if BLK_O >= 0:
             dx_o, xh_o = rec_norm_terms(dz_o, rec_hat_ptr, ln_hh_ptr, dln_hh_ptr, row, BLK_O, H, cols, mask, CDT)
-            s += tl.sum(dx_o, axis=0)
-            s_x += tl.sum(dx_o * xh_o, axis=0)
+            s += row_sum(dx_o)
+            s_x += row_sum(dx_o * xh_o)
         rstd = tl.load(rstd_ptr + b).to(CDT)
         mean_d = s / (G * H)
         mean_dx = s_x / (G * H)

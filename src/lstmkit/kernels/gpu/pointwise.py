@@ -33,6 +33,19 @@ def tanh(x):
 
 
 @triton.jit
+def _add(a, b):
+    return a + b
+
+
+@triton.jit
+def row_sum(x):
+    """Sum of a block. Our own reduction rather than ``tl.sum``: Triton's standard-library functions
+    are compiled at ``import triton``, so under TRITON_INTERPRET=1 set after that import they would not
+    run in the interpreter, while functions defined here are decorated when this module is imported."""
+    return tl.reduce(x, 0, _add)
+
+
+@triton.jit
 def activation(x, KIND: tl.constexpr):
     """The activation of a :class:`~lstmkit.CellSpec` field, by code."""
     if KIND == 0:
@@ -71,15 +84,15 @@ def activation_grad(y, KIND: tl.constexpr):
 @triton.jit
 def row_stats(ptr, N, H, G: tl.constexpr, cols, mask, eps, CDT: tl.constexpr):
     """Mean and 1/std of one row of N = G*H values stored as G blocks of H."""
-    s = tl.sum(tl.load(ptr + cols, mask=mask, other=0.0).to(CDT), axis=0)
+    s = row_sum(tl.load(ptr + cols, mask=mask, other=0.0).to(CDT))
     for k in tl.static_range(1, G):
-        s += tl.sum(tl.load(ptr + k * H + cols, mask=mask, other=0.0).to(CDT), axis=0)
+        s += row_sum(tl.load(ptr + k * H + cols, mask=mask, other=0.0).to(CDT))
     mean = s / N
     d = tl.where(mask, tl.load(ptr + cols, mask=mask, other=0.0).to(CDT) - mean, 0.0)
-    ss = tl.sum(d * d, axis=0)
+    ss = row_sum(d * d)
     for k in tl.static_range(1, G):
         d = tl.where(mask, tl.load(ptr + k * H + cols, mask=mask, other=0.0).to(CDT) - mean, 0.0)
-        ss += tl.sum(d * d, axis=0)
+        ss += row_sum(d * d)
     return mean, 1.0 / tl.sqrt(ss / N + eps)
 
 
@@ -178,9 +191,9 @@ def step_forward(
         tl.store(acts_ptr + row + BLK_O * H + cols, o, mask=mask)
     c_out = c
     if LAYER_NORM:
-        c_mean = tl.sum(tl.where(mask, c, 0.0), axis=0) / H
+        c_mean = row_sum(tl.where(mask, c, 0.0)) / H
         c_dev = tl.where(mask, c - c_mean, 0.0)
-        c_rstd = 1.0 / tl.sqrt(tl.sum(c_dev * c_dev, axis=0) / H + eps)
+        c_rstd = 1.0 / tl.sqrt(row_sum(c_dev * c_dev) / H + eps)
         c_w = tl.load(ln_cw_ptr + cols, mask=mask, other=0.0).to(CDT)
         c_b = tl.load(ln_cb_ptr + cols, mask=mask, other=0.0).to(CDT)
         c_out = c_dev * c_rstd * c_w + c_b
