@@ -1,21 +1,16 @@
 """The GPU (Triton) kernel equals the reference loop: outputs, states, recorded gates and every gradient.
 
-Without a GPU the Triton kernels run on CPU tensors under Triton's interpreter (TRITON_INTERPRET=1,
-set here before Triton is imported); with one, the same tests run them on CUDA.
+Without a GPU the Triton kernels run on CPU tensors under Triton's interpreter (TRITON_INTERPRET=1, set
+by a fixture); with one, the same tests run them on CUDA.
 """
 
 from __future__ import annotations
 
-import os
-
-import torch
-
-if not torch.cuda.is_available():
-    os.environ["TRITON_INTERPRET"] = "1"
-
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import torch
 
 from lstmkit.functional import LayerWeights
 from lstmkit.functional import lstm_layer as reference_layer
@@ -24,6 +19,19 @@ from lstmkit.modules import base
 from lstmkit.spec import PRESETS, CellSpec
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _interpreter() -> Iterator[None]:
+    """Triton's interpreter for this module's tests when there is no GPU (set before the kernels are
+    first imported, which happens lazily inside the tests), undone afterwards."""
+    patch = pytest.MonkeyPatch()
+    if not torch.cuda.is_available():
+        patch.setenv("TRITON_INTERPRET", "1")
+    yield
+    patch.undo()
+
+
 T, B, I, H, P = 4, 3, 3, 4, 2
 LENGTHS = (4, 2, 1)
 

@@ -1,7 +1,7 @@
 """The GPU (Triton) kernel behind ``lstmkit.LSTM``, in half precision, and its errors.
 
-Runs under Triton's interpreter on CPU tensors when no GPU is present (TRITON_INTERPRET=1, set here
-before Triton is imported).
+Runs under Triton's interpreter on CPU tensors when no GPU is present (TRITON_INTERPRET=1, set by a
+fixture).
 """
 
 from __future__ import annotations
@@ -9,13 +9,10 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-
-import torch
-
-if not torch.cuda.is_available():
-    os.environ["TRITON_INTERPRET"] = "1"
+from collections.abc import Iterator
 
 import pytest
+import torch
 from torch.nn.utils.rnn import pack_padded_sequence
 
 import lstmkit
@@ -27,6 +24,19 @@ from lstmkit.modules import base
 from lstmkit.spec import CellSpec
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _interpreter() -> Iterator[None]:
+    """Triton's interpreter for this module's tests when there is no GPU (set before the kernels are
+    first imported, which happens lazily inside the tests), undone afterwards."""
+    patch = pytest.MonkeyPatch()
+    if not torch.cuda.is_available():
+        patch.setenv("TRITON_INTERPRET", "1")
+    yield
+    patch.undo()
+
+
 T, B, I, H = 4, 2, 3, 4
 
 

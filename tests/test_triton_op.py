@@ -4,21 +4,30 @@ when no GPU is present."""
 
 from __future__ import annotations
 
-import os
+from collections.abc import Iterator
 
+import pytest
 import torch
 
-if not torch.cuda.is_available():
-    os.environ["TRITON_INTERPRET"] = "1"
-
-from lstmkit.kernels.gpu.op import recurrence
-from lstmkit.kernels.gpu.plan import Plan, decode
 from lstmkit.spec import CellSpec
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _interpreter() -> Iterator[None]:
+    """Triton's interpreter for this module's tests when there is no GPU (set before the kernels are
+    first imported, which happens lazily inside the tests), undone afterwards."""
+    patch = pytest.MonkeyPatch()
+    if not torch.cuda.is_available():
+        patch.setenv("TRITON_INTERPRET", "1")
+    yield
+    patch.undo()
+
+
 def test_plan_round_trips_through_its_string() -> None:
+    from lstmkit.kernels.gpu.plan import Plan, decode
+
     plan = Plan(CellSpec(coupled=True, cell_clip=2.5), 7, proj=True, zc_keep=0.1, zh_keep=None, padded=True)
     assert decode(plan.encode()) == plan
 
@@ -26,6 +35,9 @@ def test_plan_round_trips_through_its_string() -> None:
 def test_opcheck_rich_plan() -> None:
     # peephole, layer norm, FGR, projection, padding, a zoneout mask on c and the evaluation
     # expectation on h: every optional input of the op is present or exercised as absent.
+    from lstmkit.kernels.gpu.op import recurrence  # imports the kernels: under the interpreter here
+    from lstmkit.kernels.gpu.plan import Plan
+
     T, B, H, P, G = 3, 2, 4, 2, 4
     spec = CellSpec(peephole=True, layer_norm=True, full_gate_recurrence=True)
     plan = Plan(spec, H, proj=True, zc_keep=None, zh_keep=0.2, padded=True).encode()
