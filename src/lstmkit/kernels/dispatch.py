@@ -14,7 +14,7 @@ from torch import Tensor
 from ..functional import LayerResult, LayerWeights, lstm_layer
 from ..spec import CellSpec
 
-KERNELS = ("auto", "native", "compiled", "reference")
+KERNELS = ("auto", "native", "compiled", "triton", "reference")
 _forced: list[str] = []
 
 
@@ -46,7 +46,13 @@ class KernelUnavailable(RuntimeError):
 
 def available() -> dict[str, bool]:
     """Which kernels can run in this process."""
-    return {"native": True, "compiled": _compiled_available(), "reference": True}
+    return {"native": True, "compiled": _compiled_available(), "triton": _gpu_available("cuda"), "reference": True}
+
+
+def _gpu_available(device: str) -> bool:
+    from . import gpu
+
+    return gpu.is_available(device)
 
 
 def _compiled_available() -> bool:
@@ -75,8 +81,8 @@ def choose(spec: CellSpec, *, record: bool, per_step_regularised: bool) -> str:
     """
     want = requested()
     plain = spec.is_plain and not record and not per_step_regularised
-    if want == "reference":
-        return "reference"
+    if want in ("reference", "triton"):
+        return want
     if want == "native":
         if not plain:
             why = [
@@ -97,8 +103,8 @@ def choose(spec: CellSpec, *, record: bool, per_step_regularised: bool) -> str:
         return "native" if plain else "reference"
     if plain and not torch.compiler.is_compiling():
         return "native"
-    if _compiled_available():
-        return "compiled"
+    if _compiled_available() or _gpu_available("cuda"):
+        return "compiled"  # run_layer sends CUDA tensors to the Triton kernel
     return "native" if plain else "reference"
 
 
@@ -115,10 +121,14 @@ def run_layer(
     arguments as :func:`lstmkit.functional.lstm_layer`. "compiled" falls back to the reference
     loop for tensors the C++ kernel does not take (another device, a dtype other than float32 and
     float64) only under "auto"; asked for by name, it raises :class:`KernelUnavailable`."""
+    if kernel == "triton" or (kernel == "compiled" and x.device.type == "cuda" and _gpu_available("cuda")):
+        from . import gpu  # Triton: CUDA tensors, or CPU tensors under TRITON_INTERPRET=1 when asked by name
+
+        return gpu.lstm_layer(x, h0, c0, w, spec, **options)
     if kernel == "compiled":
         from . import compiled
 
-        reason = compiled.unsupported_reason(x, h0, c0, w)
+        reason = compiled.unsupported_reason(x, h0, c0, w) if _compiled_available() else _compiled_error()
         if reason is None:
             return compiled.lstm_layer(x, h0, c0, w, spec, **options)  # type: ignore[arg-type]
         if requested() == "compiled":
