@@ -38,8 +38,12 @@ def register(subparsers: Any) -> None:
         description="Train a sequence model on a task. Exit status 2 on bad arguments, a run directory in use or "
         "a file that cannot be written; 3 when the loss, a gradient or the weights stop being finite (the last "
         "good checkpoint stays); 130 after Ctrl-C (checkpoint saved).",
+        epilog=task_defaults_text(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("task", nargs="?", help="task name (omit with --resume)")
+    p.add_argument(
+        "task", nargs="?", metavar="TASK", help="task name, listed below with its defaults (omit with --resume)"
+    )
     p.add_argument("--out", help="run directory (default: runs/TASK)")
     p.add_argument("--resume", metavar="DIR", help="continue the run saved in DIR (to a larger --steps if given)")
     p.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
@@ -97,9 +101,10 @@ def run_train(args: argparse.Namespace) -> int:
         run_dir = Path(args.out or f"runs/{args.task}")
         if run_dir.exists() and not run_dir.is_dir():
             raise CLIError(f"--out {run_dir} is a file, not a directory")
-    if hasattr(task, "describe"):  # what was read from the user's file, and what was filled or dropped
+    speak = _main_process()  # under torchrun only rank 0 prints
+    if speak and hasattr(task, "describe"):  # what was read from the user's file, and what was filled or dropped
         print(f"data: {json.dumps(task.describe())}", file=sys.stderr)
-    if not args.quiet:
+    if speak and not args.quiet:
         print(
             f"run {run_dir}: {config.task}, {config.model.baseline} H={config.model.hidden}, "
             f"{config.optim.optimizer} lr={config.optim.lr}, batch {config.optim.batch_size}, "
@@ -109,13 +114,36 @@ def run_train(args: argparse.Namespace) -> int:
     result = _train(config, run_dir, task, args)
     if isinstance(result, int):
         return result
-    if int(os.environ.get("RANK", "0")) != 0:  # only the main process of a torchrun run prints
+    if not speak:
         return 0
     report = summary(config, task, result)
     print(json.dumps(finite_or_none(report), indent=1, allow_nan=False))  # strict JSON: inf/NaN -> null
     if not args.quiet:
         print(headline(report), file=sys.stderr)
     return 0
+
+
+def task_defaults_text() -> str:
+    """The tasks ``train`` knows and the settings each starts from (from :mod:`lstmkit.train.defaults`)."""
+    from ..tasks import TASKS
+    from ..train.defaults import defaults_for
+
+    lines = ["tasks and their defaults (every flag overrides them):"]
+    for name, cls in TASKS.items():
+        d = defaults_for(name)
+        init = d.get("init") or ("forget bias " + str(d["forget_bias"]) if d.get("forget_bias") else "torch's")
+        summary = (cls.__doc__ or "").strip().splitlines()[0].rstrip(".").replace("``", "") if cls.__doc__ else ""
+        lines.append(f"  {name:<9} {summary}")
+        lines.append(
+            f"  {'':<9} hidden {d['hidden']}, {d['optimizer']} lr {d['lr']:g}, batch {d['batch_size']}, "
+            f"up to {d['steps']} steps, test every {d['eval_every']}, init {init}"
+        )
+    return "\n".join(lines)
+
+
+def _main_process() -> bool:
+    """True except in the non-zero ranks of a torchrun run, which train silently."""
+    return int(os.environ.get("RANK", "0")) == 0
 
 
 def _train(config: RunConfig, run_dir: Path, task: Any, args: argparse.Namespace) -> Any:
