@@ -82,6 +82,13 @@ def activation(name: str, x: Tensor) -> Tensor:
     raise ValueError(f"unknown activation {name!r}")
 
 
+def _need(weight: Tensor | None, field: str) -> Tensor:
+    """Return a weight the spec requires; a clear error if the given LayerWeights lacks it."""
+    if weight is None:
+        raise ValueError(f"LayerWeights.{field}: expected a tensor (the spec uses it), got None")
+    return weight
+
+
 def _layer_norm(x: Tensor, weight: Tensor | None, bias: Tensor | None = None) -> Tensor:
     return F.layer_norm(x, (x.shape[-1],), weight, bias, LN_EPS)
 
@@ -117,10 +124,10 @@ def lstm_step(
     if spec.full_gate_recurrence:
         if prev_gates is None:
             prev_gates = z.new_zeros(z.shape[0], len(sig) * c_prev.shape[1])
-        fgr = F.linear(prev_gates, w.weight_gg).chunk(len(sig), dim=1)  # n x (B, H)
+        fgr = F.linear(prev_gates, _need(w.weight_gg, "weight_gg")).chunk(len(sig), dim=1)  # n x (B, H)
         for name, extra in zip(sig, fgr, strict=True):
             blocks[name] = blocks[name] + extra
-    peep = dict(zip(sig, w.weight_ch.chunk(len(sig)), strict=True)) if spec.peephole else {}
+    peep = dict(zip(sig, _need(w.weight_ch, "weight_ch").chunk(len(sig)), strict=True)) if spec.peephole else {}
 
     def gate(name: str, c: Tensor) -> Tensor:
         pre = blocks[name]
@@ -129,8 +136,10 @@ def lstm_step(
         return activation(spec.gate_activation, pre)
 
     i = gate("input", c_prev) if spec.input_gate else None
+    f: Tensor | None
     if spec.coupled:
-        f = 1.0 - i  # type: ignore[operator]
+        assert i is not None  # CellSpec refuses coupled without input_gate
+        f = 1.0 - i
     else:
         f = gate("forget", c_prev) if spec.forget_gate else None
     g = activation(spec.candidate_activation, blocks["candidate"])

@@ -8,6 +8,7 @@ The names and shapes are ``torch.nn.LSTM``'s (``weight_ih``, ``weight_hh``, ``bi
 from __future__ import annotations
 
 import math
+from typing import Any, TypedDict
 
 import torch
 from torch import Tensor, nn
@@ -17,6 +18,13 @@ from ..spec import CellSpec
 
 FIELDS = LayerWeights._fields
 """Parameter base names, in registration order (that of ``torch.nn.LSTM`` first)."""
+
+
+class Factory(TypedDict):
+    """Where and how new parameters are created."""
+
+    device: Any  # anything torch accepts as a device, or None for the default
+    dtype: torch.dtype | None  # floating dtype, or None for the default
 
 
 def param_shapes(
@@ -48,11 +56,11 @@ def register(
     module: nn.Module,
     shapes: dict[str, tuple[int, ...]],
     suffix: str,
-    factory: dict[str, object],
+    factory: Factory,
 ) -> None:
     """Create uninitialised parameters named ``base + suffix`` on ``module``."""
     for base, shape in shapes.items():
-        module.register_parameter(base + suffix, nn.Parameter(torch.empty(shape, **factory)))  # type: ignore[arg-type]
+        module.register_parameter(base + suffix, nn.Parameter(torch.empty(shape, **factory)))
 
 
 def reset(module: nn.Module, spec: CellSpec, hidden_size: int, suffixes: list[str], forget_bias: float) -> None:
@@ -75,7 +83,7 @@ def reset(module: nn.Module, spec: CellSpec, hidden_size: int, suffixes: list[st
 
 def layer_weights(module: nn.Module, suffix: str) -> LayerWeights:
     """Gather one layer-direction's parameters (None where the spec has none)."""
-    return LayerWeights(*(getattr(module, name + suffix, None) for name in FIELDS))
+    return LayerWeights._make(getattr(module, name + suffix, None) for name in FIELDS)
 
 
 def direction_suffix(layer: int, direction: int) -> str:

@@ -52,6 +52,12 @@ class LSTMCell(nn.Module):
         torch.Size([3, 20])
     """
 
+    # parameters registered by base.register (nn.Module types attribute access as Tensor | Module)
+    weight_ih: Tensor
+    weight_hh: Tensor
+    bias_ih: Tensor
+    bias_hh: Tensor
+
     def __init__(
         self,
         input_size: int,
@@ -156,7 +162,7 @@ class LSTMCell(nn.Module):
         if return_gates:
             step = self._step(x, h, c, prev_gates)
             if not batched:
-                step = CellGates(*(None if v is None else v.squeeze(0) for v in step))
+                step = _unbatch(step)
             return step.hidden, step.cell, step
         if self.spec.is_plain and self.zoneout == (0.0, 0.0):
             b_ih = self.bias_ih if self.bias else None
@@ -176,7 +182,7 @@ class LSTMCell(nn.Module):
         x, h, c, prev_gates, batched = self._prepare(input, hx)
         step = self._step(x, h, c, prev_gates)
         if not batched:
-            step = CellGates(*(None if v is None else v.squeeze(0) for v in step))
+            step = _unbatch(step)
         return step
 
     # ---------------------------------------------------------------- conversions
@@ -209,3 +215,19 @@ def _zone(z: float, prev: Tensor, new: Tensor, training: bool, generator: torch.
         return new
     keep: Tensor | float = base.bernoulli_mask(tuple(new.shape), z, new, generator) if training else z
     return keep * prev + (1.0 - keep) * new
+
+
+def _unbatch(step: CellGates) -> CellGates:
+    """Drop the batch dimension of 1 from every tensor of ``step`` (None stays None)."""
+
+    def squeeze(v: Tensor | None) -> Tensor | None:
+        return None if v is None else v.squeeze(0)
+
+    return CellGates(
+        squeeze(step.input),
+        squeeze(step.forget),
+        step.candidate.squeeze(0),
+        squeeze(step.output),
+        step.cell.squeeze(0),
+        step.hidden.squeeze(0),
+    )

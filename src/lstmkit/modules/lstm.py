@@ -82,6 +82,9 @@ class LSTM(nn.Module):
         torch.Size([4, 7, 20])
     """
 
+    # first layer's input weight, always registered (nn.Module types attribute access as Tensor | Module)
+    weight_ih_l0: Tensor
+
     def __init__(
         self,
         input_size: int,
@@ -130,7 +133,7 @@ class LSTM(nn.Module):
 
         D = 2 if bidirectional else 1
         self._suffixes = [base.direction_suffix(k, d) for k in range(num_layers) for d in range(D)]
-        factory = {"device": device, "dtype": dtype}
+        factory: base.Factory = {"device": device, "dtype": dtype}
         for k in range(num_layers):
             layer_input = input_size if k == 0 else D * self.state_size
             shapes = base.param_shapes(self.spec, layer_input, hidden_size, proj_size, bias)
@@ -193,7 +196,7 @@ class LSTM(nn.Module):
 
     def _flat_weights(self) -> list[Tensor]:
         """Weights in ``torch.nn.LSTM``'s flat order, DropConnect applied in training."""
-        flat = []
+        flat: list[Tensor] = []
         for suffix in self._suffixes:
             w = self._weights(suffix)
             flat.extend(t for t in (w.weight_ih, w.weight_hh, w.bias_ih, w.bias_hh, w.weight_hr) if t is not None)
@@ -244,6 +247,7 @@ class LSTM(nn.Module):
         h, c = validate.state_pair(hx, "LSTM")
         for name, t, size in (("h_0", h, R), ("c_0", c, H)):
             last = "proj_size" if name == "h_0" and self.proj_size else "hidden_size"
+            want: tuple[int, ...]
             if batched:
                 want, note = (LD, batch, size), f"num_layers * num_directions, batch of the input, {last}"
             else:
@@ -311,7 +315,7 @@ class LSTM(nn.Module):
                     unbatched=not batched,
                     unsorted_indices=unsorted_idx,
                 )
-            if packed:
+            if lengths is not None:  # packed input (lengths is None otherwise)
                 out = pack_padded_sequence(out, lengths, enforce_sorted=True).data
             elif not batched:
                 out = out.squeeze(1)

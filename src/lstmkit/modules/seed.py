@@ -86,7 +86,7 @@ def seed_to_state_dict(module: nn.Module) -> tuple[dict[str, Tensor], int, int]:
             f"with input_dim > 0 and hidden_dim = out_features = {H}"
         )
     weights = torch.cat([layer.weight.detach() for layer in linears], 0)  # (4H, I + H)
-    bias = torch.cat([layer.bias.detach() for layer in linears], 0)  # type: ignore[union-attr]
+    bias = torch.cat([layer.bias.detach() for layer in linears], 0)
     state = {
         "weight_ih": weights[:, :I].clone(),
         "weight_hh": weights[:, I:].clone(),
