@@ -118,7 +118,7 @@ class _Recurrence(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(  # type: ignore[override]
+    def forward(
         ctx: Any,
         options: tuple[list[int], float, float, float],
         zx: Tensor,
@@ -355,7 +355,7 @@ def _gates(spec: CellSpec, acts: Tensor, cs: Tensor, hidden: Tensor, H: int, val
     block = {name: acts[..., k * H : (k + 1) * H] for k, name in enumerate(spec.gates)}
     if spec.coupled:
         block["forget"] = 1.0 - block["input"]
-    out = {name: block[name] for name in ("input", "forget", "candidate", "output") if name in block}
+    out: dict[str, Tensor] = {name: block[name] for name in ("input", "forget", "candidate", "output") if name in block}
     out["cell"] = cs[1:]
     if valid is not None:
         out = {k: v * valid for k, v in out.items()}

@@ -133,4 +133,4 @@ recurrence.register_autograd(_backward, setup_context=_setup_context)
 
 def apply(options: tuple[list[int], float, float, float], *tensors: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
     """:func:`recurrence` with the arguments in the order of ``_Recurrence.apply`` (options first)."""
-    return recurrence(*tensors, *options)  # type: ignore[arg-type]
+    return recurrence(*tensors, *options)

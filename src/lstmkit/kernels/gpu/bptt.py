@@ -28,24 +28,26 @@ def bptt(
     """Gradients of zx, h0, c0, W_hh, W_hr, w_ch, W_gg, ln_hh, ln_cell weight and bias."""
     hs, cs, acts, _, rec_hat, rstd, w_hh, w_hr, w_ch, w_gg, ln_hh, ln_cw, ln_cb = saved
     rec_mask, zc_mask, zh_mask, valid = masks
+    # the forward always saves the states, the activations and W_hh
+    assert hs is not None and cs is not None and acts is not None and w_hh is not None
     spec, H = plan.spec, plan.H
-    T, B, GH = acts.shape  # type: ignore[union-attr]
-    R, dt, cdt = hs.shape[2], hs.dtype, compute_dtype(hs.dtype)  # type: ignore[union-attr]
+    T, B, GH = acts.shape
+    R, dt, cdt = hs.shape[2], hs.dtype, compute_dtype(hs.dtype)
     nH = len(spec.sigmoid_gates) * H
-    dummy = acts.new_zeros(1)  # type: ignore[union-attr]
+    dummy = acts.new_zeros(1)
     consts = plan.constexprs(cdt, zc_mask is not None, zh_mask is not None)
     scalars = plan.scalars(acts)
 
-    dh = acts.new_zeros(B, R)  # type: ignore[union-attr]
-    dc = acts.new_zeros(B, H)  # type: ignore[union-attr]
-    dz = acts.new_empty(T, B, GH)  # type: ignore[union-attr]
-    drec = acts.new_empty(T, B, GH) if spec.layer_norm else dz  # type: ignore[union-attr]
-    dh_raw = acts.new_empty(T, B, R) if plan.proj else None  # type: ignore[union-attr]
+    dh = acts.new_zeros(B, R)
+    dc = acts.new_zeros(B, H)
+    dz = acts.new_empty(T, B, GH)
+    drec = acts.new_empty(T, B, GH) if spec.layer_norm else dz
+    dh_raw = acts.new_empty(T, B, R) if plan.proj else None
     acc = {
-        "dw_ch": acts.new_zeros(B, nH) if spec.peephole else dummy,  # type: ignore[union-attr]
-        "dln_hh": acts.new_zeros(B, GH) if spec.layer_norm else dummy,  # type: ignore[union-attr]
-        "dln_cw": acts.new_zeros(B, H) if spec.layer_norm else dummy,  # type: ignore[union-attr]
-        "dln_cb": acts.new_zeros(B, H) if spec.layer_norm else dummy,  # type: ignore[union-attr]
+        "dw_ch": acts.new_zeros(B, nH) if spec.peephole else dummy,
+        "dln_hh": acts.new_zeros(B, GH) if spec.layer_norm else dummy,
+        "dln_cw": acts.new_zeros(B, H) if spec.layer_norm else dummy,
+        "dln_cb": acts.new_zeros(B, H) if spec.layer_norm else dummy,
     }
     d_prev = None  # gradient of the previous step's i, f, o through W_gg (FGR)
     for t in reversed(range(T)):
@@ -55,7 +57,7 @@ def bptt(
             dc = dc + d_cs[t + 1]
         da = d_acts[t] if d_acts is not None else None
         if d_prev is not None:
-            da = da.clone() if da is not None else acts.new_zeros(B, GH)  # type: ignore[union-attr]
+            da = da.clone() if da is not None else acts.new_zeros(B, GH)
             da.view(B, -1, H)[:, plan.sig_blocks] += d_prev.view(B, -1, H)
         v = valid[t] if valid is not None else None
         if dh_raw is not None:
@@ -70,7 +72,7 @@ def bptt(
         dc_prev = torch.empty_like(dc)
         # fmt: off
         step_backward[(B,)](
-            acts[t], cs[t], rec_hat[t] if rec_hat is not None else dummy, rstd[t] if rstd is not None else dummy,  # type: ignore[index]
+            acts[t], cs[t], rec_hat[t] if rec_hat is not None else dummy, rstd[t] if rstd is not None else dummy,
             dout, dc.contiguous(), da if da is not None else dummy,
             w_ch if w_ch is not None else dummy, ln_hh if ln_hh is not None else dummy,
             ln_cw if ln_cw is not None else dummy, ln_cb if ln_cb is not None else dummy,
@@ -81,12 +83,12 @@ def bptt(
         )
         # fmt: on
         dc = dc_prev
-        dh_rec = torch.mm(drec[t].to(dt), w_hh).to(cdt)  # type: ignore[arg-type]  # (B, R)
+        dh_rec = torch.mm(drec[t].to(dt), w_hh).to(cdt)  # (B, R)
         dh = dh_skip + (dh_rec if rec_mask is None else dh_rec * rec_mask)
         if spec.full_gate_recurrence and t > 0:
             d_prev = torch.mm(_sig(dz[t], plan).to(dt), w_gg).to(cdt)  # type: ignore[arg-type]
 
-    return _weight_grads(plan, saved, rec_mask, dz, drec, dh_raw, acc, dh.to(hs.dtype), dc)  # type: ignore[union-attr]
+    return _weight_grads(plan, saved, rec_mask, dz, drec, dh_raw, acc, dh.to(hs.dtype), dc)
 
 
 def _weight_grads(

@@ -106,9 +106,19 @@ def lstm_layer(
     check(x, h0, c0, w, spec, lengths)
     T, B = x.shape[0], x.shape[1]
     if T == 0 or B == 0:  # nothing for a kernel to launch on
-        options = {"reverse": reverse, "recurrent_mask": recurrent_mask, "record": record}
-        options.update(lengths=lengths, zoneout_cell=zoneout_cell, zoneout_hidden=zoneout_hidden)
-        return reference_layer(x, h0, c0, w, spec, **options)  # type: ignore[arg-type]
+        return reference_layer(
+            x,
+            h0,
+            c0,
+            w,
+            spec,
+            lengths=lengths,
+            reverse=reverse,
+            recurrent_mask=recurrent_mask,
+            zoneout_cell=zoneout_cell,
+            zoneout_hidden=zoneout_hidden,
+            record=record,
+        )
     H, R = c0.shape[-1], h0.shape[-1]
     if lengths is not None:
         lengths = lengths.to(device=x.device, dtype=torch.int64)

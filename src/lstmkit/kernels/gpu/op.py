@@ -31,11 +31,17 @@ def recurrence(
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:  # fmt: skip
     """hs (T+1, B, R), cs (T+1, B, H), acts (T, B, G*H), then ms, rec_hat, rstd for backward (empty
     when the plan does not use them)."""
-    tensors = (zx, h0, c0, w_hh, w_hr, w_ch, w_gg, ln_hh, ln_cw, ln_cb, rec_mask, zc_mask, zh_mask, valid)
-    out = forward_loop(
-        decode(plan), *(t.contiguous() if t is not None else None for t in tensors)
-    )  # kernels index densely
-    return tuple(t if t is not None else _empty(zx) for t in out)  # type: ignore[return-value]
+    optional = (w_hr, w_ch, w_gg, ln_hh, ln_cw, ln_cb, rec_mask, zc_mask, zh_mask, valid)
+    hs, cs, acts, *extra = forward_loop(  # kernels index densely
+        decode(plan),
+        zx.contiguous(),
+        h0.contiguous(),
+        c0.contiguous(),
+        w_hh.contiguous(),
+        *(t.contiguous() if t is not None else None for t in optional),
+    )
+    ms, rec_hat, rstd = (t if t is not None else _empty(zx) for t in extra)
+    return hs, cs, acts, ms, rec_hat, rstd
 
 
 @recurrence.register_fake

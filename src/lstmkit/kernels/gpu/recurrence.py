@@ -44,7 +44,7 @@ def forward_loop(
     zc_mask: Tensor | None,
     zh_mask: Tensor | None,
     valid: Tensor | None,
-) -> tuple[Tensor, ...]:
+) -> tuple[Tensor, Tensor, Tensor, Tensor | None, Tensor | None, Tensor | None]:
     """zx (T, B, G*H) and the recurrent parameters -> hs (T+1, B, R), cs (T+1, B, H), acts (T, B, G*H),
     and what backward needs: ms (T, B, H) before the projection, rec_hat (T, B, G*H) and rstd (T, B)
     of the recurrent layer norm (None when unused).
