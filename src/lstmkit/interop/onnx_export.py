@@ -98,7 +98,7 @@ def _split_example(example_input: object) -> tuple[Tensor, tuple[Tensor, Tensor]
         raise TypeError(f"export_onnx supports float32 and float64; example_input has dtype {x.dtype}")
     if hx is not None and (not isinstance(hx, (tuple, list)) or len(hx) != 2):
         raise TypeError(f"initial states must be a pair (h_0, c_0); got {type(hx).__name__}")
-    return x, (tuple(hx) if hx is not None else None)  # type: ignore[return-value]
+    return x, (tuple(hx) if hx is not None else None)
 
 
 def _ir_version(onnx: Any, opset: int) -> int:

@@ -15,8 +15,11 @@ This module imports ``onnx`` at import time; :mod:`lstmkit.interop.onnx_export` 
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
-from onnx import GraphProto, NodeProto, TensorProto, helper, numpy_helper
+from numpy.typing import ArrayLike, DTypeLike
+from onnx import GraphProto, NodeProto, TensorProto, ValueInfoProto, helper, numpy_helper
 
 from ..functional import LN_EPS, LayerWeights
 from ..spec import CellSpec
@@ -61,19 +64,19 @@ class GraphBuilder:
         """A builder for a subgraph (same constants and name counter)."""
         return GraphBuilder(self.dtype, self.initializers, self._names)
 
-    def const(self, hint: str, value: object, dtype: object = None) -> str:
+    def const(self, hint: str, value: ArrayLike, dtype: DTypeLike | None = None) -> str:
         """Add a constant; floats take the model's dtype unless ``dtype`` says otherwise."""
         array = np.asarray(value, dtype=dtype if dtype is not None else self.dtype)
         name = self.fresh(hint)
         self.initializers.append(numpy_helper.from_array(array, name))
         return name
 
-    def op(self, op_type: str, inputs: list[str], hint: str | None = None, **attrs: object) -> str:
+    def op(self, op_type: str, inputs: list[str], hint: str | None = None, **attrs: Any) -> str:
         """Add a node with one output; returns its name."""
         return self.op_multi(op_type, inputs, 1, hint, **attrs)[0]
 
     def op_multi(
-        self, op_type: str, inputs: list[str], n_out: int, hint: str | None = None, **attrs: object
+        self, op_type: str, inputs: list[str], n_out: int, hint: str | None = None, **attrs: Any
     ) -> list[str]:
         outputs = [self.fresh(hint or op_type.lower()) for _ in range(n_out)]
         self.nodes.append(helper.make_node(op_type, inputs, outputs, **attrs))
@@ -81,9 +84,9 @@ class GraphBuilder:
 
     def activation(self, name: str, x: str) -> str:
         op_type, attrs = _ACTIVATIONS[name]
-        return self.op(op_type, [x], **attrs)
+        return self.op(op_type, [x], None, **attrs)
 
-    def value_info(self, name: str, shape: list[int | str | None]) -> object:
+    def value_info(self, name: str, shape: list[int | str | None]) -> ValueInfoProto:
         return helper.make_tensor_value_info(name, self.elem_type, shape)
 
 
@@ -202,7 +205,10 @@ def scan_layer(
     out_infos.append(body.value_info(y_t, ["batch", R]))
     graph: GraphProto = helper.make_graph(body.nodes, g.fresh("step"), in_infos, out_infos)
 
-    states = [h0, c0] + ([zeros_gates] if fgr else [])  # type: ignore[list-item]
+    states = [h0, c0]
+    if fgr:
+        assert zeros_gates is not None  # the caller makes the first step's gates for FGR
+        states.append(zeros_gates)
     direction = [1 if reverse else 0]
     outs = g.op_multi(
         "Scan",
@@ -273,8 +279,10 @@ def _step_nodes(
         return g.activation(spec.gate_activation, pre)
 
     i = gate("input", c_prev) if spec.input_gate else None
+    f: str | None
     if spec.coupled:
-        f = g.op("Sub", [g.const("one", 1.0), i])  # type: ignore[list-item]
+        assert i is not None  # CellSpec refuses coupled without input_gate
+        f = g.op("Sub", [g.const("one", 1.0), i])
     else:
         f = gate("forget", c_prev) if spec.forget_gate else None
     cand = g.activation(spec.candidate_activation, blocks["candidate"])

@@ -103,12 +103,13 @@ def export_model_onnx(
     g = GraphBuilder(np.dtype(np.float64 if dtype == torch.float64 else np.float32), [], {})
     inputs, outputs = _graph(g, model, core, example, normalization, op_path)
     graph = onnx.helper.make_graph(g.nodes, "lstmkit_model", inputs, outputs, initializer=g.initializers)
+    config: Any = model.config  # duck-typed: a SequenceModel's ModelConfig
     proto = onnx.helper.make_model(
         graph,
         opset_imports=[onnx.helper.make_opsetid("", opset)],
         ir_version=_ir_version(onnx, opset),
         producer_name="lstmkit",
-        doc_string=f"lstmkit sequence model: readout {model.config.readout}; core lstmkit.LSTM {core.extra_repr()}",
+        doc_string=f"lstmkit sequence model: readout {config.readout}; core lstmkit.LSTM {core.extra_repr()}",
     )
     onnx.helper.set_model_props(proto, {str(k): str(v) for k, v in (metadata or {}).items()})
     path = Path(path)

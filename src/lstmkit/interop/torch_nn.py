@@ -49,7 +49,7 @@ def lstm_from_torch(module: nn.LSTM, *, cls: type[LSTM] = LSTM, **kwargs: Any) -
     ``torch.nn.LSTM``; ``kwargs`` go to the constructor (e.g. ``spec``-free extras such as ``generator``)."""
     if not isinstance(module, nn.LSTM):
         raise TypeError(f"from_torch expects a torch.nn.LSTM; got {type(module).__name__}")
-    p = module.weight_ih_l0
+    p = module.get_parameter("weight_ih_l0")
     model = cls(
         module.input_size,
         module.hidden_size,

@@ -64,7 +64,7 @@ def record_gates(lstm: LSTM, inputs: Tensor, lengths: Tensor | None = None) -> A
     if not isinstance(lstm, LSTM):
         raise TypeError(f"gates are recorded from an lstmkit.LSTM; got {type(lstm).__name__}")
     inputs, lengths = _check_inputs(lstm, inputs, lengths)
-    p: Tensor = lstm.weight_ih_l0  # type: ignore[assignment]  # a Parameter, typed as Tensor | Module by nn.Module
+    p: Tensor = lstm.weight_ih_l0
     x = inputs.to(p.device, p.dtype)
     was_training = lstm.training
     lstm.eval()

@@ -51,7 +51,7 @@ class BestKeeper:
 
     def update(self, model: torch.nn.Module, step: int, evaluate: Any, write: bool = True) -> tuple[dict, bool]:
         """Evaluate on the validation set; keep a new best. Returns (validation metrics, stop now)."""
-        if not self.active:
+        if not self.active or self.metric is None:  # active implies a metric; this narrows its type
             return {}, False
         val = evaluate(model, self.task, self.task.validation_set())
         value = float(val[self.metric])
