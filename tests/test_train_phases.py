@@ -136,6 +136,8 @@ def test_on_nan_skip_skips_the_update_and_counts_it(tmp_path: Path) -> None:
     row = run.log_row(1, evaluating=False)
     run.write_row(row or {})
     assert strict_rows(tmp_path)[0] == {**strict_rows(tmp_path)[0], "train_loss": None, "skipped": 1}
+    result = run.result(interrupted=False)
+    assert result.skipped == 1 and result.best == {}  # the count lands in its own field
 
 
 def test_layer_norm_divergence_names_the_remedy(tmp_path: Path) -> None:

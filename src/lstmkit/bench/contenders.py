@@ -9,6 +9,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -43,7 +44,7 @@ def torch_lstm(I: int, H: int, L: int, bi: bool) -> Callable[[Tensor, bool], Ten
 
 
 def lstmkit_lstm(
-    spec: str | CellSpec | None = None, gates: bool = False, per_step: dict[str, float] | None = None
+    spec: str | CellSpec | None = None, gates: bool = False, per_step: dict[str, Any] | None = None
 ) -> Callable[[int, int, int, bool], Callable[[Tensor, bool], Tensor]]:
     """A builder of ``lstmkit.LSTM`` with this spec, optionally recording gates or with per-step regularisers."""
 
@@ -87,9 +88,9 @@ class ScriptedLSTM(nn.Module):
     def __init__(self, I: int, H: int, peephole: bool = False) -> None:
         super().__init__()
         ref = nn.LSTM(I, H)
-        self.w_ih = nn.Parameter(ref.weight_ih_l0.detach().clone())
-        self.w_hh = nn.Parameter(ref.weight_hh_l0.detach().clone())
-        self.bias = nn.Parameter((ref.bias_ih_l0 + ref.bias_hh_l0).detach().clone())
+        self.w_ih = nn.Parameter(ref.get_parameter("weight_ih_l0").detach().clone())
+        self.w_hh = nn.Parameter(ref.get_parameter("weight_hh_l0").detach().clone())
+        self.bias = nn.Parameter((ref.get_parameter("bias_ih_l0") + ref.get_parameter("bias_hh_l0")).detach().clone())
         self.w_ch = nn.Parameter(0.1 * torch.randn(3 * H) if peephole else torch.zeros(0))
         self.hidden_size = H
 

@@ -75,9 +75,7 @@ class GraphBuilder:
         """Add a node with one output; returns its name."""
         return self.op_multi(op_type, inputs, 1, hint, **attrs)[0]
 
-    def op_multi(
-        self, op_type: str, inputs: list[str], n_out: int, hint: str | None = None, **attrs: Any
-    ) -> list[str]:
+    def op_multi(self, op_type: str, inputs: list[str], n_out: int, hint: str | None = None, **attrs: Any) -> list[str]:
         outputs = [self.fresh(hint or op_type.lower()) for _ in range(n_out)]
         self.nodes.append(helper.make_node(op_type, inputs, outputs, **attrs))
         return outputs

@@ -80,6 +80,7 @@ class SequenceModel(nn.Module):
         if c.vocab_size is not None:
             if inputs.dim() != 2 or inputs.dtype != torch.int64:
                 raise ValueError(f"token inputs must be (B, T) int64; got {tuple(inputs.shape)} {inputs.dtype}")
+            assert self.embedding is not None  # built whenever vocab_size is set
             x = self.embedding(inputs)  # (B, T, E)
         else:
             if inputs.dim() != 3 or inputs.shape[-1] != c.input_size:

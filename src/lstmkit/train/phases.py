@@ -173,7 +173,7 @@ class Run:
         loss.backward()
         value = float(loss.detach())
         params = [p for p in self.model.parameters() if p.grad is not None]
-        norm = get_total_norm([p.grad for p in params])
+        norm = get_total_norm([p.grad for p in params if p.grad is not None])
         bad = distributed.any_rank(not (math.isfinite(value) and math.isfinite(float(norm))), info)
         if bad and o.on_nan == "skip":
             self.optimizer.zero_grad(set_to_none=True)
@@ -309,7 +309,7 @@ class Run:
             self.solved_at,
             self.elapsed(),
             interrupted,
-            self.skipped,
+            skipped=self.skipped,
         )
         if self.keeper.step is not None and (self.run_dir / BEST).is_file():
             from .model import build_model
