@@ -8,6 +8,7 @@ import torch
 from torch import _VF, Tensor, nn
 
 from ..functional import CellGates, lstm_step
+from ..init import apply_init, module_init
 from ..spec import CellSpec, resolve_spec
 from . import base, validate
 
@@ -30,7 +31,8 @@ class LSTMCell(nn.Module):
     Args:
         input_size: I. hidden_size: H. bias: use ``bias_ih`` and ``bias_hh``.
         spec: the cell variant. forget_bias: constant added to the forget-gate bias at init
-            (Jozefowicz et al. 2015 recommend 1.0). zoneout: keep probability of the previous
+            (Jozefowicz et al. 2015 recommend 1.0). init, t_max: "torch" or "chrono" with its
+            longest dependency (:mod:`lstmkit.init`). zoneout: keep probability of the previous
             cell / hidden value per unit, a float or (z_cell, z_hidden) (Krueger et al. 2016):
             fresh masks at every call in training, the expectation in evaluation.
         generator: the ``torch.Generator`` that zoneout masks are drawn from (default: global).
@@ -59,6 +61,8 @@ class LSTMCell(nn.Module):
         *,
         spec: CellSpec | str | None = None,
         forget_bias: float = 0.0,
+        init: str = "torch",
+        t_max: float | None = None,
         zoneout: float | tuple[float, float] = 0.0,
         generator: torch.Generator | None = None,
         device: Any = None,
@@ -74,6 +78,7 @@ class LSTMCell(nn.Module):
         if forget_bias and not bias:
             raise ValueError(f"forget_bias={forget_bias} needs bias=True")
         self.forget_bias = float(forget_bias)
+        self.init, self.t_max = module_init(init, t_max, forget_bias, bias)
         self.zoneout = validate.zoneout_pair(zoneout)
         self.generator = generator
         validate.is_float_dtype(dtype)
@@ -84,6 +89,7 @@ class LSTMCell(nn.Module):
     def reset_parameters(self) -> None:
         """torch's initialisation (see :func:`lstmkit.modules.base.reset`)."""
         base.reset(self, self.spec, self.hidden_size, [""], self.forget_bias)
+        apply_init(self, self.init, self.t_max)  # chrono: Tallec & Ollivier 2018 (lstmkit.init)
 
     def __prepare_scriptable__(self) -> nn.Module:
         """Called by ``torch.jit.script`` before compiling: refuses with the reason and what to use."""
