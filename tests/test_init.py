@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -105,7 +106,7 @@ def test_chrono_on_torch_modules() -> None:
     gru = nn.GRU(3, H)
     before = snapshot(gru)
     chrono_(gru, 30)
-    b_z = gru.bias_ih_l0[H : 2 * H]  # torch.nn.GRU rows: reset, update, new; h' = (1 - z) n + z h
+    b_z = gru.bias_ih_l0.detach()[H : 2 * H]  # torch.nn.GRU rows: reset, update, new; h' = (1 - z) n + z h
     assert float(b_z.min()) >= 0 and float(b_z.max()) <= math.log(29) + 1e-6
     assert torch.count_nonzero(gru.bias_hh_l0[H : 2 * H]) == 0
     for name in ("bias_ih_l0", "bias_hh_l0"):
@@ -172,3 +173,105 @@ def test_torch_default_and_irnn() -> None:
     assert torch.count_nonzero(rnn.bias_ih_l0) == 0 and torch.count_nonzero(rnn.bias_hh_l0) == 0
     with pytest.raises(TypeError, match="torch.nn.RNN"):
         irnn_(nn.GRU(2, H))
+
+
+# ---------------------------------------------------------------- wiring: task defaults, CLI, checkpoints
+
+
+def config_for(*argv: str):  # noqa: ANN201 - a RunConfig
+    """The RunConfig `lstmkit train ARGV` would train, built by the CLI's own code."""
+    from lstmkit.cli import _runargs, build_parser
+
+    args = build_parser().parse_args(["train", *argv])
+    task_args = _runargs.task_args_from(args, args.task)
+    task = _runargs.build_task(args.task, task_args)
+    return _runargs.build_config(args, args.task, task, task.config() or task_args)
+
+
+@pytest.mark.parametrize(
+    ("argv", "t_max"),
+    [
+        (("adding", "--seq-len", "1000"), 1100),  # classic lengths T .. T + T/10
+        (("adding", "--seq-len", "500", "--modern"), 500),
+        (("adding", "--seq-len", "100"), 110),
+        (("copy", "--seq-len", "100"), 120),  # T + 20
+        (("order", "--variant", "6b"), 110),
+        (("reber",), None),  # the longest test string
+    ],
+)
+def test_task_defaults_use_chrono_with_the_tasks_length(argv: tuple[str, ...], t_max: int | None) -> None:
+    from lstmkit.tasks import make_task
+
+    config = config_for(*argv)
+    assert config.model.init == "chrono" and config.model.forget_bias == 0.0
+    expected = t_max if t_max is not None else make_task("reber").horizon
+    assert config.model.t_max == expected
+    assert 10 < expected < 100 or t_max is not None
+
+
+def test_each_core_gets_its_own_init_and_flags_override() -> None:
+    assert config_for("adding", "--baseline", "gru").model.init == "chrono"
+    rnn = config_for("adding", "--baseline", "rnn").model
+    assert rnn.init == "irnn" and rnn.t_max is None
+    fb = config_for("adding", "--forget-bias", "5").model
+    assert fb.init == "torch" and fb.forget_bias == 5.0 and fb.t_max is None
+    assert config_for("adding", "--init", "torch").model.t_max is None
+    assert config_for("adding", "--t-max", "50").model.t_max == 50.0
+    assert config_for("adding", "--spec", "nig").model.init == "torch"  # NIG lacks the input gate
+    assert config_for("charlm").model.init == "torch"  # no long-lag default for the character model
+
+
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        (["train", "adding", "--baseline", "rnn", "--init", "chrono"], "init must be one of ('torch', 'irnn')"),
+        (["train", "adding", "--init", "torch", "--t-max", "10"], "needs init='chrono'"),
+        (["train", "adding", "--t-max", "1"], "t_max must be a finite number >= 2"),
+        (["train", "adding", "--init", "chrono", "--forget-bias", "2"], "sets the forget bias itself"),
+        (["train", "charlm", "--init", "chrono"], "needs --t-max"),
+    ],
+)
+def test_init_flag_errors_are_one_line(argv: list[str], needle: str, capsys: pytest.CaptureFixture[str]) -> None:
+    from lstmkit.cli import main
+
+    code = main([*argv, "--steps", "1", "--test-size", "8", "--quiet"] if argv[1] != "charlm" else argv)
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1 and needle in err, err
+
+
+def test_chrono_reaches_the_model_and_lives_in_the_checkpoint(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
+    from lstmkit.cli import main
+    from lstmkit.train import load_run
+    from lstmkit.train.model import build_model
+
+    tiny = ["adding", "--modern", "--seq-len", "8", "--test-size", "16", "--hidden", "8", "--batch-size", "4"]
+    tiny += ["--quiet", "--threads", "1", "--lr", "1e-9"]
+    run = tmp_path / "r"
+    assert main(["train", *tiny, "--steps", "2", "--out", str(run)]) == 0
+    model, config = load_run(run)
+    assert (config.model.init, config.model.t_max) == ("chrono", 8.0)
+    saved = json.loads((run / "config.json").read_text())["model"]
+    assert saved["init"] == "chrono" and saved["t_max"] == 8.0
+    b = model.lstm.bias_ih_l0.detach()
+    torch.testing.assert_close(b[:8], -b[8:16], atol=1e-6, rtol=0)  # lr 1e-9: still the chrono draw
+    fresh = build_model(config.model, config.seed)  # what the run started from
+    torch.testing.assert_close(b, fresh.lstm.bias_ih_l0.detach(), atol=1e-6, rtol=0)
+    capsys.readouterr()
+    assert main(["train", "--resume", str(run), "--init", "torch", "--quiet"]) == 2  # a model change: refused
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "init='torch'" in err, err
+    assert main(["train", "--resume", str(run), "--steps", "3", "--quiet"]) == 0
+    assert load_run(run)[1].model.init == "chrono"
+
+
+def test_baselines_get_their_own_init() -> None:
+    from lstmkit.train.config import ModelConfig
+    from lstmkit.train.model import build_model
+
+    gru = build_model(ModelConfig(input_size=2, output_size=1, hidden=H, baseline="gru", init="chrono", t_max=100))
+    b_z = gru.lstm.bias_ih_l0.detach()[H : 2 * H]
+    assert float(b_z.min()) >= 0 and torch.count_nonzero(gru.lstm.bias_hh_l0[H : 2 * H]) == 0
+    rnn = build_model(ModelConfig(input_size=2, output_size=1, hidden=H, baseline="rnn", init="irnn")).lstm
+    assert rnn.nonlinearity == "relu" and torch.equal(rnn.weight_hh_l0.detach(), torch.eye(H))
+    with pytest.raises(ValueError, match="init must be one of"):
+        ModelConfig(input_size=2, output_size=1, baseline="rnn", init="chrono", t_max=10)

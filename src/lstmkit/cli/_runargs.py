@@ -97,7 +97,9 @@ def add_model_flags(p: argparse.ArgumentParser) -> None:
         choices=INITS,
         help="gate-bias init: chrono (Tallec & Ollivier 2018; default for the long-lag tasks), torch, or irnn (RNN)",
     )
-    g.add_argument("--t-max", dest="t_max", type=float, help="chrono's longest dependency in steps (default: the task's)")
+    g.add_argument(
+        "--t-max", dest="t_max", type=float, help="chrono's longest dependency in steps (default: the task's)"
+    )
     g.add_argument("--recurrent-dropout", dest="recurrent_dropout", type=float, help="variational dropout on h")
     g.add_argument("--zoneout", type=float, help="zoneout probability on c and h")
     g.add_argument("--weight-drop", dest="weight_drop", type=float, help="DropConnect on weight_hh")
