@@ -12,6 +12,7 @@ from torch import nn
 import lstmkit
 from lstmkit.init import chrono_, forget_bias_, irnn_, torch_default_
 from lstmkit.spec import PRESETS, CellSpec
+from lstmkit.train.config import RunConfig
 
 H = 16
 
@@ -150,7 +151,7 @@ def test_constructor_argument() -> None:
     ours = lstmkit.LSTM(2, H, init="torch")
     torch.manual_seed(5)
     theirs = nn.LSTM(2, H)
-    assert all(torch.equal(a, b) for a, b in zip(ours.parameters(), theirs.parameters()))
+    assert all(torch.equal(a, b) for a, b in zip(ours.parameters(), theirs.parameters(), strict=True))
 
 
 def test_forget_bias_written_once() -> None:
@@ -178,7 +179,7 @@ def test_torch_default_and_irnn() -> None:
 # ---------------------------------------------------------------- wiring: task defaults, CLI, checkpoints
 
 
-def config_for(*argv: str):  # noqa: ANN201 - a RunConfig
+def config_for(*argv: str) -> RunConfig:
     """The RunConfig `lstmkit train ARGV` would train, built by the CLI's own code."""
     from lstmkit.cli import _runargs, build_parser
 

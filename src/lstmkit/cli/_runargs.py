@@ -9,9 +9,9 @@ import json
 import math
 from typing import Any
 
+from ..init import INITS
 from ..spec import PRESETS, CellSpec
 from ..train.config import BASELINES, OPTIMIZERS, ModelConfig, OptimConfig, RunConfig
-from ..init import INITS
 from ..train.defaults import defaults_for, resolve_init
 from .errors import CLIError
 

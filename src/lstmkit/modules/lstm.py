@@ -11,8 +11,8 @@ from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_
 
 from .. import kernels
 from ..functional import LayerResult, LayerWeights
-from ..kernels.native import native_lstm
 from ..init import apply_init, module_init
+from ..kernels.native import native_lstm
 from ..spec import CellSpec, resolve_spec
 from ..trace.record import assemble_trace
 from . import base, validate
