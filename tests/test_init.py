@@ -195,7 +195,7 @@ def config_for(*argv: str) -> RunConfig:
         (("adding", "--seq-len", "1000"), 1100),  # classic lengths T .. T + T/10
         (("adding", "--seq-len", "500", "--modern"), 500),
         (("adding", "--seq-len", "100"), 110),
-        (("copy", "--seq-len", "100"), 120),  # T + 20
+        (("copy", "--seq-len", "100"), 960),  # 8 (T + 20): every symbol is held across the whole gap
         (("order", "--variant", "6b"), 110),
         (("reber",), None),  # the longest test string
     ],

@@ -27,7 +27,7 @@ COMMON: dict[str, Any] = {
 
 TASK_DEFAULTS: dict[str, dict[str, Any]] = {
     "adding": {"hidden": 32, "lr": 3e-3, "batch_size": 32, "steps": 6000, "eval_every": 100, "init": "chrono"},
-    "copy": {"hidden": 64, "lr": 3e-3, "batch_size": 32, "steps": 8000, "eval_every": 200, "init": "chrono"},
+    "copy": {"hidden": 128, "lr": 1e-2, "batch_size": 32, "steps": 20000, "eval_every": 200, "init": "chrono"},
     "order": {"hidden": 32, "lr": 1e-2, "batch_size": 32, "steps": 8000, "eval_every": 100, "init": "chrono"},
     "reber": {"hidden": 32, "lr": 3e-2, "batch_size": 8, "steps": 6000, "eval_every": 25, "init": "chrono"},
     "charlm": {"hidden": 128, "lr": 3e-3, "batch_size": 32, "steps": 2000, "eval_every": 200, "embedding_dim": 32},
@@ -35,6 +35,12 @@ TASK_DEFAULTS: dict[str, dict[str, Any]] = {
 }
 """Task name -> the fields that differ from :data:`COMMON`."""
 
+
+T_MAX_SCALE: dict[str, float] = {"copy": 8.0}
+"""Task -> chrono's T_max as a multiple of the task's horizon (1 when not listed). Copy must hold
+all ten symbols for the whole gap, so most units need time constants beyond it: with
+T_max = 8 (T + 20) seven units in eight start with tau > T + 20, with T_max = T + 20 none do
+(measured at T = 100, H = 128, seed 0: test accuracy 0.45 against 0.27 after 2,400 steps)."""
 
 BASELINE_INIT: dict[str, str] = {"lstm": "chrono", "gru": "chrono", "rnn": "irnn"}
 """Each core's own best-known initialisation for long lags, used where the task defaults to chrono:
@@ -53,19 +59,19 @@ def chrono_fits(spec: dict[str, Any]) -> bool:
     return cell.coupled or {"input", "forget"} <= set(cell.gates)
 
 
-def resolve_init(model: dict[str, Any], given: dict[str, Any], horizon: int | None) -> dict[str, Any]:
+def resolve_init(model: dict[str, Any], given: dict[str, Any], horizon: int | None, task: str = "") -> dict[str, Any]:
     """The model fields with ``init`` and ``t_max`` settled for a new run.
 
     ``model`` holds the defaults merged with the flags, ``given`` the model flags given on the
     command line, ``horizon`` the task's longest lag. A task that defaults to chrono gives each
     core its own best-known init (:data:`BASELINE_INIT`); an explicit ``--forget-bias`` without
-    ``--init`` means torch's init plus that bias; chrono's ``t_max`` is the task's horizon
-    unless ``--t-max`` is given.
+    ``--init`` means torch's init plus that bias; chrono's ``t_max`` is the task's horizon (times
+    :data:`T_MAX_SCALE` for ``task``) unless ``--t-max`` is given.
 
     Example::
 
         >>> resolve_init({"init": "chrono", "baseline": "lstm"}, {}, 1100)["t_max"]
-        1100
+        1100.0
         >>> resolve_init({"init": "chrono", "baseline": "rnn"}, {"baseline": "rnn"}, 1100)["init"]
         'irnn'
     """
@@ -80,5 +86,5 @@ def resolve_init(model: dict[str, Any], given: dict[str, Any], horizon: int | No
     if out.get("init") == "chrono" and "t_max" not in given:
         if horizon is None:
             raise ValueError("init='chrono' needs --t-max (the longest dependency, in steps): this task has no horizon")
-        out["t_max"] = horizon
+        out["t_max"] = horizon * T_MAX_SCALE.get(task, 1.0)
     return out
