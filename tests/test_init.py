@@ -205,7 +205,7 @@ def test_task_defaults_use_chrono_with_the_tasks_length(argv: tuple[str, ...], t
 
     config = config_for(*argv)
     assert config.model.init == "chrono" and config.model.forget_bias == 0.0
-    expected = t_max if t_max is not None else make_task("reber").horizon
+    expected = t_max if t_max is not None else make_task("reber").max_lag
     assert config.model.t_max == expected
     assert 10 < expected < 100 or t_max is not None
 

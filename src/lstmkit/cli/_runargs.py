@@ -226,7 +226,7 @@ def build_config(
         model_kw["spec"] = parse_spec(args.spec)
     if base is None:
         try:
-            model_kw = resolve_init(model_kw, given, getattr(task, "horizon", None), task_name)
+            model_kw = resolve_init(model_kw, given, getattr(task, "max_lag", None), task_name)
         except (TypeError, ValueError) as err:
             raise CLIError(str(err)) from None
     optim_kw.update(explicit(args, OPTIM_FIELDS))

@@ -99,7 +99,7 @@ class AddingTask(Task):
         return self.T if self.modern else self.T + self.T // 10
 
     @property
-    def horizon(self) -> int:
+    def max_lag(self) -> int:
         """The longest lag: the padded length (the first mark may sit at step 0, the output at the end)."""
         return self.max_length
 

@@ -59,7 +59,7 @@ class Task:
     test_size: int = 2560  # size of the fixed held-out test set
 
     @property
-    def horizon(self) -> int | None:
+    def max_lag(self) -> int | None:
         """The longest time lag, in steps, the task may ask a model to bridge (None when unknown).
 
         ``lstmkit train`` uses it as chrono's ``T_max`` (:func:`lstmkit.init.chrono_`).

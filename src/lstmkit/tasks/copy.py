@@ -88,7 +88,7 @@ class CopyTask(Task):
         return self.T + 2 * COPY_LENGTH
 
     @property
-    def horizon(self) -> int:
+    def max_lag(self) -> int:
         """The longest lag: ``T + 20`` (the first symbol is read at step 0 and written back at the end)."""
         return self.length
 

@@ -96,7 +96,7 @@ class OrderTask(Task):
         self._test: Batch | None = None
 
     @property
-    def horizon(self) -> int:
+    def max_lag(self) -> int:
         """The longest lag: 110 steps, the longest sequence (the first relevant symbol to the output)."""
         return MAX_LENGTH
 

@@ -136,7 +136,7 @@ class ReberTask(Task):
         self._test: Batch | None = None
 
     @property
-    def horizon(self) -> int:
+    def max_lag(self) -> int:
         """The longest lag: the steps of the longest test string (its second symbol is needed at its end)."""
         return int(self.test_set().lengths.max())
 

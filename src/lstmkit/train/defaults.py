@@ -37,7 +37,7 @@ TASK_DEFAULTS: dict[str, dict[str, Any]] = {
 
 
 T_MAX_SCALE: dict[str, float] = {"copy": 8.0}
-"""Task -> chrono's T_max as a multiple of the task's horizon (1 when not listed). Copy must hold
+"""Task -> chrono's T_max as a multiple of the task's ``max_lag`` (1 when not listed). Copy must hold
 all ten symbols for the whole gap, so most units need time constants beyond it: with
 T_max = 8 (T + 20) seven units in eight start with tau > T + 20, with T_max = T + 20 none do
 (measured at T = 100, H = 128, seed 0: test accuracy 0.45 against 0.27 after 2,400 steps)."""
@@ -59,13 +59,13 @@ def chrono_fits(spec: dict[str, Any]) -> bool:
     return cell.coupled or {"input", "forget"} <= set(cell.gates)
 
 
-def resolve_init(model: dict[str, Any], given: dict[str, Any], horizon: int | None, task: str = "") -> dict[str, Any]:
+def resolve_init(model: dict[str, Any], given: dict[str, Any], max_lag: int | None, task: str = "") -> dict[str, Any]:
     """The model fields with ``init`` and ``t_max`` settled for a new run.
 
     ``model`` holds the defaults merged with the flags, ``given`` the model flags given on the
-    command line, ``horizon`` the task's longest lag. A task that defaults to chrono gives each
+    command line, ``max_lag`` the task's longest lag. A task that defaults to chrono gives each
     core its own best-known init (:data:`BASELINE_INIT`); an explicit ``--forget-bias`` without
-    ``--init`` means torch's init plus that bias; chrono's ``t_max`` is the task's horizon (times
+    ``--init`` means torch's init plus that bias; chrono's ``t_max`` is the task's ``max_lag`` (times
     :data:`T_MAX_SCALE` for ``task``) unless ``--t-max`` is given.
 
     Example::
@@ -84,7 +84,9 @@ def resolve_init(model: dict[str, Any], given: dict[str, Any], horizon: int | No
             if out["init"] == "chrono" and not chrono_fits(out.get("spec") or {}):
                 out["init"] = "torch"  # e.g. NIG, NFG: the cell lacks a gate chrono sets
     if out.get("init") == "chrono" and "t_max" not in given:
-        if horizon is None:
-            raise ValueError("init='chrono' needs --t-max (the longest dependency, in steps): this task has no horizon")
-        out["t_max"] = horizon * T_MAX_SCALE.get(task, 1.0)
+        if max_lag is None:
+            raise ValueError(
+                "init='chrono' needs --t-max (the longest dependency, in steps): this task states no longest lag"
+            )
+        out["t_max"] = max_lag * T_MAX_SCALE.get(task, 1.0)
     return out
