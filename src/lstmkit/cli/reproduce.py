@@ -89,6 +89,10 @@ def run_one(row: _results.Row, seed: int, run_dir: Path, cap_s: float) -> dict[s
         capped = True
         proc.send_signal(signal.SIGINT)  # the trainer checkpoints and exits with status 130
         _, err = proc.communicate(timeout=GRACE_S)
+    except KeyboardInterrupt:  # Ctrl-C on reproduce: let the run save its checkpoint, then stop
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=GRACE_S)
+        raise
     wall = time.perf_counter() - t0
     out: dict[str, Any] = {"seed": seed, "task": row.args[0], "run": str(run_dir), "capped": capped}
     out.update(_results.read_run(run_dir))
@@ -127,7 +131,9 @@ def run_reproduce(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     report: dict[str, Any] = {
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "command": "lstmkit reproduce" + (f" --only {args.only}" if args.only else ""),
+        "command": " ".join(["lstmkit", "reproduce", *sys.argv[2:]])
+        if sys.argv[1:2] == ["reproduce"]
+        else "lstmkit reproduce",
         "machine": machine(),
         "rows": [],
     }
@@ -136,7 +142,11 @@ def run_reproduce(args: argparse.Namespace) -> int:
         entry.update(paper_note=row.paper_note, cap_s=row.cap_s * args.cap_scale, runs=[])
         report["rows"].append(entry)
         for seed in range(args.seeds or row.seeds):
-            run = run_one(row, seed, out / "runs" / f"{row.key}-s{seed}", row.cap_s * args.cap_scale)
+            try:
+                run = run_one(row, seed, out / "runs" / f"{row.key}-s{seed}", row.cap_s * args.cap_scale)
+            except KeyboardInterrupt:
+                print(f"interrupted; the runs finished so far are in {out}/results.md", file=sys.stderr)
+                return 130
             entry["runs"].append(run)
             write(report, out)
             seqs, wall, test = _results.cell(run)
