@@ -164,11 +164,14 @@ def test_forget_bias_written_once() -> None:
 
 
 def test_torch_default_and_irnn() -> None:
-    lstm = lstmkit.LSTM(2, H, init="chrono", t_max=50)
-    torch_default_(lstm)  # reset_parameters: torch's draws, then the module's own init again
-    assert torch.equal(lstm.bias_ih_l0[:H], -lstm.bias_ih_l0[H : 2 * H])
-    plain = torch_default_(lstmkit.LSTM(2, H))
-    assert float(plain.bias_ih_l0.abs().max()) <= 1 / math.sqrt(H)
+    lstm = lstmkit.LSTM(2, H, num_layers=2, init="chrono", t_max=50)
+    torch.manual_seed(7)
+    torch_default_(lstm)  # torch's draws over chrono's biases
+    torch.manual_seed(7)
+    reference = nn.LSTM(2, H, num_layers=2)
+    assert all(torch.equal(a, b) for a, b in zip(lstm.parameters(), reference.parameters(), strict=True))
+    with pytest.raises(TypeError, match="hidden_size"):
+        torch_default_(nn.Linear(2, 3))
     rnn = irnn_(nn.RNN(2, H, nonlinearity="relu"))
     assert torch.equal(rnn.weight_hh_l0, torch.eye(H))
     assert torch.count_nonzero(rnn.bias_ih_l0) == 0 and torch.count_nonzero(rnn.bias_hh_l0) == 0

@@ -106,13 +106,22 @@ def _write(b_ih: Tensor, b_hh: Tensor, rows: tuple[str, ...], gate: str, value: 
     b_hh[k : k + H] = 0.0
 
 
-def torch_default_(module: nn.Module) -> nn.Module:
-    """torch's initialisation: every weight and bias ~ U(-1/sqrt(H), 1/sqrt(H)) (``reset_parameters``).
+def torch_default_(module: nn.Module, generator: torch.Generator | None = None) -> nn.Module:
+    """torch's initialisation: every weight and bias ~ U(-1/sqrt(H), 1/sqrt(H)), drawn in
+    registration order (layer-norm gains 1, shifts 0), whatever init the module was built with.
 
-    For an :class:`lstmkit.LSTM` this also re-applies the module's own ``forget_bias`` and ``init``.
-    Returns ``module``.
+    With the same seed this gives ``torch.nn.LSTM``'s initial weights. Returns ``module``.
     """
-    module.reset_parameters()  # type: ignore[operator]
+    hidden = getattr(module, "hidden_size", 0)
+    if not isinstance(hidden, int) or hidden <= 0:
+        raise TypeError(f"torch_default_ needs a recurrent module with a hidden_size; got {type(module).__name__}")
+    bound = 1.0 / math.sqrt(hidden)
+    with torch.no_grad():
+        for name, p in module.named_parameters(recurse=False):
+            if name.startswith("ln_"):
+                p.fill_(0.0 if "bias" in name else 1.0)
+            else:
+                p.uniform_(-bound, bound, generator=generator)
     return module
 
 
