@@ -35,9 +35,16 @@ def one_line_error(capsys: pytest.CaptureFixture[str], code: int, *needles: str)
 
 @pytest.fixture
 def series_csv(tmp_path: Path) -> Path:
+    """300 days from 2021-01-01 with a weekly season; two empty temp cells."""
+    import datetime
+
     path = tmp_path / "series.csv"
-    rows = [f"{i},{10 + 5 * math.sin(i / 8):.4f},{i % 7}" for i in range(300)]
-    path.write_text("day,temp,weekday\n" + "\n".join(rows) + "\n")
+    start = datetime.date(2021, 1, 1)
+    rows = []
+    for i in range(300):
+        temp = "" if i in (40, 41) else f"{10 + 0.02 * i + 3 * math.sin(2 * math.pi * i / 7):.4f}"
+        rows.append(f"{start + datetime.timedelta(days=i)},{temp},{i % 7}")
+    path.write_text("date,temp,weekday\n" + "\n".join(rows) + "\n")
     return path
 
 
@@ -48,37 +55,43 @@ def text_file(tmp_path: Path) -> Path:
     return path
 
 
-def test_forecast_plot_and_errors_vs_naive(
+def test_forecast_plot_errors_and_future(tmp_path: Path, series_csv: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("pandas")
+    run = tmp_path / "f"
+    argv = ["train", "forecast", "--csv", str(series_csv), "--target", "temp", "--horizon", "2", "--hidden", "16"]
+    argv += ["--steps", "60", "--fill", "ffill", "--out", str(run), *FAST]
+    assert main(argv) == 0
+    captured = capsys.readouterr()
+    report = json.loads(captured.out)
+    data = report["data"]
+    assert data["filled"] == {"temp": 2} and data["freq"] == "D" and data["season"] == 7
+    assert data["features"] == ["temp"] and data["window"] == 24 and data["normalize"] == "level"
+    assert '"filled": {"temp": 2}' in captured.err  # the fill counts are reported as the run starts
+    best = report["best"]
+    png, future = tmp_path / "fc.png", tmp_path / "future.csv"
+    assert main(["forecast", str(run), "--out", str(png), "--future", "5", "--future-csv", str(future)]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert shown["windows"] == 300 - int(300 * 0.85) - 1  # test origins whose two targets lie in the data
+    assert shown["weights"] == f"best validation, step {best['step']}"
+    for key in ("mae", "rmse", "smape", "mase", "naive_mae", "snaive_mae", "snaive_mase"):
+        assert shown[key] == pytest.approx(best["test"][key], rel=1e-6), key
+    lines = future.read_text().splitlines()
+    assert lines[0] == "date,temp_forecast" and len(lines) == 6
+    assert [line.split(",")[0] for line in lines[1:]] == [f"2021-10-{d:02d}" for d in range(28, 32)] + ["2021-11-01"]
+    assert all(math.isfinite(float(line.split(",")[1])) for line in lines[1:])
+
+
+def test_forecast_future_needs_target_only_beyond_horizon(
     tmp_path: Path, series_csv: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    pytest.importorskip("pandas")
     run = tmp_path / "f"
-    argv = [
-        "train",
-        "forecast",
-        "--csv",
-        str(series_csv),
-        "--target",
-        "temp",
-        "--window",
-        "12",
-        "--hidden",
-        "16",
-        "--steps",
-        "60",
-        "--out",
-        str(run),
-        *FAST,
-    ]
-    assert main(argv) == 0
-    trained = json.loads(capsys.readouterr().out)["test"]
-    png = tmp_path / "fc.png"
-    assert main(["forecast", str(run), "--out", str(png)]) == 0
-    report = json.loads(capsys.readouterr().out)
-    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert report["windows"] == 45  # the last 15% of 300 rows
-    assert report["mae"] == pytest.approx(trained["mae"], rel=1e-6)
-    assert report["naive_mae"] == pytest.approx(trained["naive_mae"], rel=1e-12)
-    assert report["rmse"] >= report["mae"]
+    argv = ["train", "forecast", "--csv", str(series_csv), "--target", "temp", "--features", "weekday"]
+    assert main([*argv, "--hidden", "4", "--steps", "3", "--out", str(run), *FAST]) == 0
+    capsys.readouterr()
+    code = main(["forecast", str(run), "--out", str(tmp_path / "p.png"), "--future", "3"])
+    one_line_error(capsys, code, "also reads ['weekday']", "at most horizon=1 steps; got 3")
 
 
 def test_sample_continues_the_prime(tmp_path: Path, text_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -151,6 +164,8 @@ def test_sample_and_forecast_refuse_other_runs(tmp_path: Path, capsys: pytest.Ca
         ("day,other\n1,2\n", ["no column 'temp'"]),
         ("day,temp\n1,2\n2,3\n", ["too few rows"]),
         (None, ["no such file"]),
+        ("date,temp\n2020-01-01,1\n2020-01-02,2\n2020-01-04,3\n2020-01-05,4\n", ["irregular"]),
+        ("date,temp,z\n2020-01-01,1,\n2020-01-02,2,\n2020-01-03,3,\n", ["column 'z' holds no numbers"]),
     ],
 )
 def test_bad_csv_gives_one_line(
@@ -159,8 +174,17 @@ def test_bad_csv_gives_one_line(
     path = tmp_path / "data.csv"
     if content is not None:
         path.write_text(content)
-    code = main(["train", "forecast", "--csv", str(path), "--target", "temp", "--out", str(tmp_path / "r"), *FAST])
-    one_line_error(capsys, code, "task 'forecast'", *needles)
+    argv = ["train", "forecast", "--csv", str(path), "--target", "temp", "--out", str(tmp_path / "r"), *FAST]
+    if content and ",z" in content:
+        argv += ["--features", "z"]
+    one_line_error(capsys, main(argv), "task 'forecast'", *needles)
+
+
+def test_missing_date_column_when_asked(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "data.csv"
+    path.write_text("t,temp\n1,2\n2,3\n")
+    argv = ["train", "forecast", "--csv", str(path), "--target", "temp", "--date", "when", *FAST]
+    one_line_error(capsys, main(argv), "no date column 'when'; columns are ['t', 'temp']")
 
 
 @pytest.mark.parametrize(

@@ -36,9 +36,9 @@ def _onnx_output(path: Path, x: torch.Tensor, **states: torch.Tensor) -> np.ndar
 def test_export_writes_a_file_that_matches_the_run(model: dict, kind: str, tmp_path: Path, capsys) -> None:
     run = _run(tmp_path / "run", **model)
     out = tmp_path / "model.onnx"
-    assert main(["export", str(run), "--onnx", str(out)]) == 0
+    assert main(["export", str(run), "--onnx", str(out), "--core-only"]) == 0
     printed = capsys.readouterr().out
-    assert printed.startswith(f"wrote {out} (graph {kind}, opset 17, onnxruntime max |diff|")
+    assert printed.startswith(f"wrote {out} (recurrent core only; graph {kind}, opset 17, onnxruntime max |diff|")
     from lstmkit.train.checkpoint import load_run
 
     seq_model, _ = load_run(run)
@@ -56,6 +56,7 @@ def test_export_options(tmp_path: Path, capsys) -> None:
         str(run / "checkpoint.safetensors"),
         "--onnx",
         str(out),
+        "--core-only",
         "--scan",
         "--with-states",
         "--static",
@@ -67,7 +68,7 @@ def test_export_options(tmp_path: Path, capsys) -> None:
         "18",
     ]
     assert main(args) == 0
-    assert "(graph scan, opset 18," in capsys.readouterr().out
+    assert "(recurrent core only; graph scan, opset 18," in capsys.readouterr().out
     session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     assert [i.name for i in session.get_inputs()] == ["input", "h0", "c0"]
     assert session.get_inputs()[0].shape == [3, 4, 2]

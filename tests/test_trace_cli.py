@@ -52,6 +52,8 @@ def test_inspect_on_the_task_test_set(run_dir, tmp_path, capsys) -> None:
     assert data["sequences"] == 10 and data["inputs"]["shown_sequence"] == 3
     assert data["inputs"]["source"] == "task adding test set"
     test = make_task("adding", **TASK_ARGS).test_set()
+    marked = (test.inputs[3, :, 1] == 1.0).nonzero().flatten().tolist()
+    assert data["inputs"]["shown_events"] == marked and len(marked) == 2
     assert data["lengths"] == test.lengths[:10].tolist()
     forget = data["layers"][0][0]["gates"]["forget"]
     assert 0.0 < forget["mean"] < 1.0 and 0.0 <= forget["saturated"] <= 1.0
@@ -80,7 +82,8 @@ def test_inspect_on_files(run_dir, tmp_path, capsys) -> None:
     [
         (np.zeros((4, 5, 3)), "bad.npy", "(B, T, 2)"),
         (None, "missing.npy", "not found"),
-        (b"not an array", "junk.npy", "cannot read"),
+        (b"not an array", "junk.npy", "not a NumPy .npy array file"),
+        (np.array([{"a": 1}], dtype=object), "objects.npy", "holds Python objects"),
         (b"1,2\n3,oops\n", "junk.csv", "cannot read"),
         (np.zeros((4, 2)), "x.txt", ".npy or .csv"),
         (np.array([[np.nan, 1.0]]), "nan.npy", "NaN"),
@@ -92,10 +95,22 @@ def test_bad_input_files_give_one_line(run_dir, tmp_path, capsys, content, name,
         path.write_bytes(content)
     elif content is not None:
         with open(path, "wb") as f:
-            np.save(f, content)
+            np.save(f, content, allow_pickle=content.dtype == object)
     assert main(["inspect", str(run_dir), "--input", str(path), "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("lstmkit inspect: error:") and message in err and "\n" not in err
+    assert "allow_pickle" not in err
+
+
+def test_inspect_out_onto_an_existing_file_is_one_line(run_dir, tmp_path, capsys) -> None:
+    target = tmp_path / "taken"
+    target.write_text("keep me")
+    assert main(["inspect", str(run_dir), "--out", str(target)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"lstmkit inspect: error: the output folder {target} is an existing file; " + (
+        "give a folder (it is created if missing)"
+    )
+    assert target.read_text() == "keep me"
 
 
 def test_bad_checkpoint_and_task(run_dir, tmp_path, capsys) -> None:

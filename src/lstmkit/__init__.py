@@ -5,12 +5,26 @@ drop-in compatible with ``torch.nn.LSTM`` and ``torch.nn.LSTMCell``.
 """
 
 from .functional import CellGates, LayerWeights, lstm_layer, lstm_step
+from . import init  # chrono_, forget_bias_, torch_default_ (gate-bias initialisation)
 from .interop import export_onnx  # imports onnx only when called
 from .modules import LSTM, LSTMCell, SeedLSTMCell
 from .spec import PRESETS, CellSpec
 from .trace import GateTrace
 
 __version__ = "0.1.0"
+
+_SUBPACKAGES = ("cli", "interop", "kernels", "modules", "tasks", "trace", "train")
+
+
+def __getattr__(name: str) -> object:
+    """``lstmkit.train``, ``lstmkit.tasks``, ... after a plain ``import lstmkit``, imported on first use
+    (so ``import lstmkit`` stays light: no task, training or CLI code until asked for)."""
+    if name in _SUBPACKAGES:
+        import importlib
+
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module 'lstmkit' has no attribute {name!r}")
+
 
 __all__ = [
     "LSTM",
@@ -23,6 +37,7 @@ __all__ = [
     "SeedLSTMCell",
     "__version__",
     "export_onnx",
+    "init",
     "lstm_layer",
     "lstm_step",
 ]

@@ -188,16 +188,19 @@ def lstm_layer(
 
     Args:
         x: (T, B, I) input, padded after each sequence's length.
-        h0, c0: (B, R) and (B, H) initial states.
-        w: the layer's parameters; spec: what each step computes.
+        h0: (B, R) initial hidden state.
+        c0: (B, H) initial cell state.
+        w: the layer's parameters.
+        spec: what each step computes.
         lengths: (B,) int64 valid lengths, or None when every sequence has length T. Steps past
             a length leave the state unchanged and output zeros.
         reverse: run each sequence from its last valid step back to its first.
         recurrent_mask: (B, R) variational dropout mask for h_{t-1} (scaled by 1/(1-p)),
             the same at every step.
-        zoneout_cell, zoneout_hidden: per-step keep-previous masks (T, B, H) / (T, B, R) in
-            training, or the keep probability (a float) for the expectation at evaluation:
+        zoneout_cell: per-step keep-previous mask (T, B, H) in training, or the keep
+            probability k (a float) for the expectation at evaluation:
             ``c_t = k * c_{t-1} + (1 - k) * c_t``.
+        zoneout_hidden: the same for the hidden state, (T, B, R) or a float.
         record: also return every step's gates.
     """
     if reverse:

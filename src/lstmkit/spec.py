@@ -131,7 +131,8 @@ class CellSpec:
 
 
 PRESETS: dict[str, CellSpec] = {
-    # Greff et al. 2017, "LSTM: A Search Space Odyssey": V is the vanilla LSTM with peepholes.
+    # Greff et al. 2017, "LSTM: A Search Space Odyssey". Their V (vanilla) has peepholes; here "vanilla"
+    # names torch's cell, which has none (Greff's NP), and "peephole" is Greff's V.
     "vanilla": CellSpec(),
     "np": CellSpec(),
     "peephole": CellSpec(peephole=True),
@@ -145,7 +146,8 @@ PRESETS: dict[str, CellSpec] = {
     # Ba, Kiros & Hinton 2016.
     "layernorm": CellSpec(layer_norm=True),
 }
-"""Named specs. ``"vanilla"`` and ``"np"`` are torch's cell (Greff's V without peepholes, and NP)."""
+"""Named specs. ``"vanilla"`` and ``"np"`` are both torch's cell, which is Greff's NP (no peepholes);
+``"peephole"`` is Greff's V."""
 
 
 def resolve_spec(spec: CellSpec | str | None) -> CellSpec:

@@ -26,6 +26,11 @@ TASK_FLAGS: dict[str, tuple[str, ...]] = {
     "window": ("window",),
     "horizon": ("horizon",),
     "test_size": ("test_size",),
+    "features": ("features",),
+    "date": ("date_column",),
+    "fill": ("fill",),
+    "normalize": ("normalize",),
+    "season": ("season",),
 }
 
 MODEL_FIELDS = (
@@ -54,6 +59,7 @@ OPTIM_FIELDS = (
     "eval_every",
     "log_every",
     "checkpoint_every",
+    "patience",
 )
 
 
@@ -69,6 +75,21 @@ def add_task_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--window", type=int, help="input window in steps (forecast)")
     g.add_argument("--horizon", type=int, help="steps ahead to forecast")
     g.add_argument("--test-size", dest="test_size", type=int, help="size of the held-out test set")
+    g.add_argument(
+        "--features",
+        type=lambda text: [c.strip() for c in text.split(",") if c.strip()],
+        metavar="COL,COL",
+        help="forecast: input columns besides the target (default: the target only)",
+    )
+    g.add_argument("--date", help="forecast: the date column (default: one named date, time, year, ...)")
+    g.add_argument("--fill", choices=("interpolate", "ffill", "drop"), help="forecast: rule for missing cells")
+    g.add_argument(
+        "--normalize",
+        choices=("level", "diff", "global"),
+        help="forecast: level = each window minus its last value (default); diff = predict the change; "
+        "global = standardise",
+    )
+    g.add_argument("--season", type=int, help="forecast: steps per season (default: from the date frequency)")
     g.add_argument(
         "--task-arg",
         dest="task_arg",
@@ -118,6 +139,11 @@ def add_model_flags(p: argparse.ArgumentParser) -> None:
     o.add_argument("--eval-every", dest="eval_every", type=int, help="evaluate every N steps")
     o.add_argument("--log-every", dest="log_every", type=int, help="log every N steps")
     o.add_argument("--checkpoint-every", dest="checkpoint_every", type=int, help="also checkpoint every N steps")
+    o.add_argument(
+        "--patience",
+        type=int,
+        help="stop after N evaluations without a better validation metric (tasks with a validation set; 0: never)",
+    )
     o.add_argument(
         "--no-stop", dest="no_stop", action="store_true", help="keep training after the task's success criterion is met"
     )
@@ -187,7 +213,7 @@ def build_task(name: str, task_args: dict[str, Any]) -> Any:
 
     try:
         return make_task(name, **task_args)
-    except (ValueError, TypeError, OSError, UnicodeDecodeError) as err:
+    except (ValueError, TypeError, OSError, UnicodeDecodeError, ImportError) as err:
         raise CLIError(f"task {name!r}: {err}") from None
 
 

@@ -1,13 +1,18 @@
-"""``lstmkit export CHECKPOINT --onnx PATH``: a trained run's recurrent core as an ONNX file.
+"""``lstmkit export RUN --onnx PATH``: a trained run as one ONNX file, verified with onnxruntime.
 
-The file holds the run's ``lstmkit.LSTM`` (batch first): input ``input`` (B, T, I), outputs
-``output`` (B, T, D*R), ``h_n`` and ``c_n``; see :func:`lstmkit.export_onnx`. The embedding and
-the head stay out of it (they are one ``Gather`` and one ``Gemm`` for the caller to add).
+By default the whole model goes into the file: embedding (token tasks), the LSTM, the head,
+and for a forecasting run the normalisation of its inputs and outputs, so the file maps raw
+rows to forecasts in the CSV's units (see :mod:`lstmkit.interop.onnx_model` and docs/export.md).
+It is checked with ``onnx.checker`` and, with onnxruntime installed, run on inputs from the
+task's own test set and compared with PyTorch. The run's best validation weights are exported
+when it kept some. ``--core-only`` writes the recurrent core alone, as before (input (B, T, I),
+outputs ``output``, ``h_n``, ``c_n``; see :func:`lstmkit.export_onnx`).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 from typing import Any
 
 from .errors import CLIError
@@ -17,42 +22,64 @@ def register(subparsers: Any) -> None:
     """Add the ``export`` subcommand."""
     p = subparsers.add_parser(
         "export",
-        help="write a trained run's LSTM as an ONNX file (checked, verified with onnxruntime)",
-        description="Export the recurrent core (lstmkit.LSTM) of a run directory or checkpoint file to ONNX. "
-        "The file is checked with onnx.checker and, when onnxruntime is installed, run on a random "
-        "example and compared with PyTorch (error above 1e-5 fails).",
+        help="write a trained run as an ONNX file (whole model; checked, verified with onnxruntime)",
+        description="Export a run (embedding, LSTM, head and a forecaster's normalisation) to ONNX. The file "
+        "is checked with onnx.checker and, when onnxruntime is installed, run on inputs from the task's test "
+        "set and compared with PyTorch (error above 1e-5 fails). --core-only exports the LSTM alone.",
     )
     p.add_argument("checkpoint", help="run directory or its checkpoint.safetensors")
     p.add_argument("--onnx", required=True, metavar="PATH", help="where to write the .onnx file")
     p.add_argument("--opset", type=int, help="ONNX opset (default 17)")
-    p.add_argument("--static", action="store_true", help="fix batch and time to --batch and --time (default: dynamic)")
-    p.add_argument("--batch", type=int, default=2, help="batch size of the example input (default 2)")
-    p.add_argument("--time", type=int, default=8, help="sequence length of the example input (default 8)")
-    p.add_argument("--with-states", action="store_true", help="add initial states h0, c0 as graph inputs")
+    p.add_argument("--batch", type=int, default=8, help="test inputs to verify on (default 8)")
     p.add_argument("--atol", type=float, help="largest onnxruntime-vs-PyTorch difference accepted (default 1e-5)")
-    p.add_argument("--scan", action="store_true", help="use Scan over time even where the ONNX LSTM operator fits")
+    p.add_argument("--core-only", action="store_true", help="only the recurrent core (random example input)")
+    p.add_argument("--static", action="store_true", help="--core-only: fix batch and time (default: dynamic)")
+    p.add_argument("--time", type=int, default=8, help="--core-only: sequence length of the example (default 8)")
+    p.add_argument("--with-states", action="store_true", help="--core-only: initial states h0, c0 as inputs")
+    p.add_argument("--scan", action="store_true", help="--core-only: Scan over time even where the LSTM op fits")
     p.set_defaults(func=run_export)
 
 
 def run_export(args: argparse.Namespace) -> int:
-    """``lstmkit export``: load the run, export its LSTM, print what was written."""
-    import torch
-
-    from ..interop.onnx_export import export_onnx
+    """``lstmkit export``: load the run (best weights when kept), export, print what was written."""
     from ..modules import LSTM
+    from ..train.best import load_best
     from ..train.checkpoint import load_run
 
     for name in ("batch", "time"):
         if getattr(args, name) <= 0:
             raise CLIError(f"--{name} must be a positive int; got {getattr(args, name)}")
     try:
-        model, _config = load_run(args.checkpoint)
+        model, config = load_run(args.checkpoint)
+        best = load_best(args.checkpoint, model)
     except (ValueError, OSError) as err:
         raise CLIError(str(err)) from None
     core = getattr(model, "lstm", None)
     if not isinstance(core, LSTM):
         raise CLIError(f"only lstmkit.LSTM cores export to ONNX; this run's core is {type(core).__name__}")
-    core.eval()
+    model.eval()
+    try:
+        if args.core_only:
+            result, what = _core(args, core), "recurrent core only"
+        else:
+            result, what = _whole(args, model, config)
+    except (ValueError, TypeError, ImportError, RuntimeError, OSError) as err:
+        raise CLIError(str(err)) from None
+    check = (
+        f"onnxruntime max |diff| {result.max_abs_diff:.2g} vs PyTorch"
+        if result.max_abs_diff is not None
+        else "onnxruntime not installed: not run"
+    )
+    weights = f", best weights of step {best['step']}" if best else ""
+    print(f"wrote {result.path} ({what}{weights}; graph {result.graph}, opset {result.opset}, {check})")
+    return 0
+
+
+def _core(args: argparse.Namespace, core: Any) -> Any:
+    import torch
+
+    from ..interop.onnx_export import export_onnx
+
     p = core.weight_ih_l0
     g = torch.Generator().manual_seed(0)
     B, T = args.batch, args.time
@@ -62,22 +89,40 @@ def run_export(args: argparse.Namespace) -> int:
         LD = core.num_layers * core.num_directions
         h0 = torch.randn(LD, B, core.state_size, generator=g, dtype=p.dtype)
         example = (x, (h0, torch.randn(LD, B, core.hidden_size, generator=g, dtype=p.dtype)))
-    try:
-        result = export_onnx(
-            core,
-            args.onnx,
-            example,
-            opset=args.opset,
-            dynamic=not args.static,
-            use_lstm_op=False if args.scan else None,
-            atol=args.atol,
-        )
-    except (ValueError, TypeError, ImportError, RuntimeError, OSError) as err:
-        raise CLIError(str(err)) from None
-    check = (
-        f"onnxruntime max |diff| {result.max_abs_diff:.2g} vs PyTorch"
-        if result.max_abs_diff is not None
-        else "onnxruntime not installed: not run"
-    )
-    print(f"wrote {result.path} (graph {result.graph}, opset {result.opset}, {check})")
-    return 0
+    return export_onnx(
+        core, args.onnx, example, opset=args.opset, dynamic=not args.static,
+        use_lstm_op=False if args.scan else None, atol=args.atol,
+    )  # fmt: skip
+
+
+def _whole(args: argparse.Namespace, model: Any, config: Any) -> tuple[Any, str]:
+    """Export the whole model, verified on inputs from the task's test set."""
+    import torch
+
+    from ..interop.onnx_model import SeriesNormalization, export_model_onnx
+    from . import _runargs
+
+    task = _runargs.build_task(config.task, config.task_args)
+    batch = task.test_set()
+    if hasattr(task, "raw") and hasattr(task, "decode"):  # a forecaster: raw rows in, forecasts out
+        part = batch.slice(0, args.batch)
+        with torch.no_grad():
+            prediction = model(part.inputs, part.lengths)
+        expected = {"prediction": prediction, "forecast": task.decode(prediction, part.extra["last"])}
+        norm = SeriesNormalization(task.normalize, tuple(task.mean), tuple(task.std), task.scale)
+        meta = {"lstmkit_task": json.dumps({k: v for k, v in task.config().items() if k != "stats"})}
+        meta["inputs"] = f"values: the last {task.context} rows of {task.features} in the CSV's units"
+        meta["outputs"] = f"forecast: {task.target} at the next {task.horizon} steps; prediction: normalised"
+        result = export_model_onnx(
+            model, args.onnx, task.raw(part.extra["origin"]), normalization=norm, expected=expected,
+            opset=args.opset, atol=args.atol, metadata=meta,
+        )  # fmt: skip
+        return result, f"whole model with its normalisation ({task.normalize}), {len(part)} test windows"
+    full = batch.lengths == batch.lengths.max()  # the graph takes full-length sequences only
+    index = torch.nonzero(full).flatten()[: args.batch]
+    T = int(batch.lengths.max())
+    inputs = batch.inputs[index, :T]
+    meta = {"lstmkit_task": json.dumps({"task": config.task, "readout": config.model.readout})}
+    result = export_model_onnx(model, args.onnx, inputs, opset=args.opset, atol=args.atol, metadata=meta)
+    parts = "embedding, LSTM, head" if getattr(model, "embedding", None) is not None else "LSTM, head"
+    return result, f"whole model: {parts}; {len(index)} test inputs of task {config.task!r}"

@@ -51,12 +51,20 @@ def load_array(path: str | Path) -> np.ndarray:
         raise CLIError(f"--input must be a .npy or .csv file; got {path.name!r}")
     if not path.is_file():
         raise CLIError(f"--input file not found: {path}")
+    if suffix == ".npy":
+        with open(path, "rb") as fh:
+            if fh.read(6) != b"\x93NUMPY":
+                raise CLIError(f"{path} is not a NumPy .npy array file (no .npy header); save one with numpy.save")
     try:
         if suffix == ".npy":
             array = np.load(path, allow_pickle=False)
         else:
             array = np.loadtxt(path, delimiter=",", ndmin=2, dtype=np.float64)
-    except (OSError, ValueError, EOFError) as err:
+    except ValueError as err:
+        if "allow_pickle" in str(err):  # an object array: reading it would unpickle, which lstmkit never does
+            raise CLIError(f"{path} holds Python objects, not numbers; save a numeric array with numpy.save") from None
+        raise CLIError(f"cannot read {path}: {str(err).splitlines()[0] if str(err) else 'ValueError'}") from None
+    except (OSError, EOFError) as err:
         raise CLIError(f"cannot read {path}: {str(err).splitlines()[0] if str(err) else type(err).__name__}") from None
     if not isinstance(array, np.ndarray) or array.dtype.kind not in "biuf":
         raise CLIError(f"{path} must hold a numeric array; got dtype {getattr(array, 'dtype', type(array))}")
@@ -94,7 +102,7 @@ def _file_inputs(path: str, model: Any) -> tuple[torch.Tensor, torch.Tensor | No
     return torch.from_numpy(array.astype(np.float32)), None
 
 
-def _task_inputs(name: str | None, config: Any, limit: int) -> tuple[torch.Tensor, torch.Tensor, str]:
+def _task_inputs(name: str | None, config: Any, limit: int) -> tuple[torch.Tensor, torch.Tensor, str, list[list[int]]]:
     from ..tasks import make_task
 
     task_name = name or config.task
@@ -105,7 +113,8 @@ def _task_inputs(name: str | None, config: Any, limit: int) -> tuple[torch.Tenso
         raise CLIError(str(err)) from None
     batch = task.test_set()
     n = min(limit, len(batch))
-    return batch.inputs[:n], batch.lengths[:n], task_name
+    batch = batch.slice(0, n)
+    return batch.inputs, batch.lengths, task_name, task.events(batch)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -130,8 +139,9 @@ def run(args: argparse.Namespace) -> int:
     if args.input is not None:
         inputs, lengths = _file_inputs(args.input, model)
         meta: dict[str, object] = {"source": str(args.input)}
+        events = None
     else:
-        inputs, lengths, task_name = _task_inputs(args.task, config, args.max_sequences)
+        inputs, lengths, task_name, events = _task_inputs(args.task, config, args.max_sequences)
         meta = {"source": f"task {task_name} test set", "sequences_used": int(inputs.shape[0])}
     if args.sequence < 0 or args.sequence >= inputs.shape[0]:
         raise CLIError(
@@ -144,7 +154,14 @@ def run(args: argparse.Namespace) -> int:
             inputs = model.embedding(inputs)  # (B, T, E)
     try:
         paths = inspect_model(
-            model.lstm, inputs.float(), lengths, args.out, sequence=args.sequence, start=args.start, meta=meta
+            model.lstm,
+            inputs.float(),
+            lengths,
+            args.out,
+            sequence=args.sequence,
+            start=args.start,
+            meta=meta,
+            events=events,
         )
     except (ValueError, TypeError) as err:
         raise CLIError(str(err)) from None

@@ -1,5 +1,6 @@
-"""``lstmkit sample`` (text from a character model) and ``lstmkit forecast`` (a series plot and
-errors next to the naive forecast): thin calls into :mod:`lstmkit.train.generate`."""
+"""``lstmkit sample`` (text from a character model) and ``lstmkit forecast`` (a plot against the
+dates, errors next to the naive and seasonal naive forecasts, ``--future N`` into a CSV): thin
+calls into :mod:`lstmkit.train.generate` and :mod:`lstmkit.train.forecasting`."""
 
 from __future__ import annotations
 
@@ -8,12 +9,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from ..train.checkpoint import load_run
-from ..train.curves import plot_forecast
-from ..train.generate import forecast_series, sample_tokens
+from ..train.generate import sample_tokens
 from . import _runargs
 from .errors import CLIError
 
@@ -34,12 +33,16 @@ def register(subparsers: Any) -> None:
 
     f = subparsers.add_parser(
         "forecast",
-        help="plot a forecasting run's test predictions; print MAE/RMSE vs naive",
-        description="Predict every test window of a forecast run, plot prediction vs truth.",
+        help="plot a forecasting run against the dates; errors vs naive and seasonal naive; --future N",
+        description="Predict every test window of a forecast run (best validation weights when kept), plot "
+        "history, truth and prediction against the dates, print MASE/MAE/RMSE/sMAPE next to the naive and "
+        "seasonal naive forecasts, and with --future N forecast N steps past the end of the data into a CSV.",
     )
     f.add_argument("run", help="run directory or checkpoint file")
     f.add_argument("--out", default="forecast.png", help="PNG to write (default: forecast.png)")
     f.add_argument("--csv", help="another CSV file with the same columns (normalised with the training stats)")
+    f.add_argument("--future", type=int, metavar="N", help="also forecast N steps past the last row")
+    f.add_argument("--future-csv", default="future.csv", help="CSV for --future (default: future.csv)")
     f.set_defaults(func=run_forecast)
 
 
@@ -75,6 +78,9 @@ def run_sample(args: argparse.Namespace) -> int:
 
 def run_forecast(args: argparse.Namespace) -> int:
     """``lstmkit forecast``."""
+    from ..train.best import load_best
+    from ..train.forecasting import forecast_test_windows, future_forecast, plot_forecast_dates, write_future_csv
+
     model, config = _load(args.run)
     task_args = dict(config.task_args)
     if args.csv:
@@ -84,23 +90,25 @@ def run_forecast(args: argparse.Namespace) -> int:
     task = _runargs.build_task(config.task, task_args)
     if not hasattr(task, "series"):
         raise CLIError(f"{args.run} is a {config.task!r} run; forecast needs a forecasting run (task 'forecast')")
-    out = Path(args.out)
-    if out.parent and not out.parent.exists():
-        raise CLIError(f"--out {out}: directory {out.parent} does not exist")
+    if args.future is not None and args.future <= 0:
+        raise CLIError(f"--future must be a positive int; got {args.future}")
+    for name in ("out", "future_csv"):
+        parent = Path(getattr(args, name)).parent
+        if not parent.exists():
+            raise CLIError(f"--{name.replace('_', '-')} {getattr(args, name)}: directory {parent} does not exist")
     try:
-        series = forecast_series(model, task)
+        best = load_best(args.run, model)
+        series = forecast_test_windows(model, task)
+        future = future_forecast(model, task, args.future) if args.future else None
     except ValueError as err:
         raise CLIError(str(err)) from None
-    plot_forecast(series, out, title=f"{getattr(task, 'target', '')}: test windows")
-    err, naive = series["prediction"] - series["truth"], series["naive"] - series["truth"]
-    report = {
-        "run": args.run,
-        "plot": str(out),
-        "windows": len(series["row"]),
-        "mae": float(np.abs(err).mean()),
-        "rmse": float(np.sqrt((err**2).mean())),
-        "naive_mae": float(np.abs(naive).mean()),
-        "naive_rmse": float(np.sqrt((naive**2).mean())),
-    }
+    plot_forecast_dates(task, series, args.out, future=future)
+    report: dict[str, Any] = {"run": args.run, "plot": args.out, "windows": len(series["origin"])}
+    report["weights"] = f"best validation, step {best['step']}" if best else "last step"
+    for prefix, key in (("", "prediction"), ("naive_", "naive"), ("snaive_", "snaive")):
+        report.update({prefix + k: v for k, v in task.errors(series[key], series["truth"]).items()})
+    if future is not None:
+        write_future_csv(args.future_csv, task, *future)
+        report["future_csv"] = args.future_csv
     print(json.dumps(report, indent=1))
     return 0

@@ -19,7 +19,9 @@ from ..train.config import RunConfig
 from . import _runargs
 from .errors import CLIError
 
-RUN_FILES = (checkpoint.CHECKPOINT, checkpoint.STATE, checkpoint.CONFIG, checkpoint.METRICS, "curve.png")
+RUN_FILES = (
+    checkpoint.CHECKPOINT, checkpoint.STATE, checkpoint.CONFIG, checkpoint.METRICS, "curve.png", "best.safetensors",
+)  # fmt: skip
 
 
 def register(subparsers: Any) -> None:
@@ -94,6 +96,8 @@ def run_train(args: argparse.Namespace) -> int:
                 (run_dir / name).unlink(missing_ok=True)
         elif run_dir.exists() and not run_dir.is_dir():
             raise CLIError(f"--out {run_dir} is a file, not a directory")
+    if hasattr(task, "describe"):  # what was read from the user's file, and what was filled or dropped
+        print(f"data: {json.dumps(task.describe())}", file=sys.stderr)
     if not args.quiet:
         print(
             f"run {run_dir}: {config.task}, {config.model.baseline} H={config.model.hidden}, "
@@ -123,7 +127,11 @@ def run_train(args: argparse.Namespace) -> int:
 
 def headline(report: dict[str, Any]) -> str:
     """One line: when the criterion was met (or not) and the test result, beside the paper's number."""
-    test = ", ".join(f"{k} {v:.4g}" for k, v in report["test"].items() if k != "loss")
+    best = report.get("best") or {}
+    shown = best.get("test") or report["test"]
+    test = ", ".join(f"{k} {v:.4g}" for k, v in shown.items() if k != "loss")
+    if best:
+        test = f"(best validation {best['metric']} at step {best['step']}) {test}"
     paper = report.get("paper", {}).get("sequences_to_criterion")
     if not report.get("has_criterion", True):
         ours = f"{report['sequences']:,} training sequences (the task has no success criterion)"
@@ -152,6 +160,10 @@ def summary(config: RunConfig, task: Any, result: Any) -> dict[str, Any]:
         "seconds": round(result.elapsed, 1),
         "has_criterion": type(task).solved is not Task.solved,
     }
+    if getattr(result, "best", None):
+        out["best"] = result.best
+    if hasattr(task, "describe"):
+        out["data"] = task.describe()
     paper = dict(getattr(task, "paper", {}) or {})
     if paper:
         keys = [str(getattr(task, a)) for a in ("T", "variant", "seq_len") if hasattr(task, a)]
@@ -175,11 +187,13 @@ def _saved_config(run_dir: Path) -> RunConfig:
 
 def run_eval(args: argparse.Namespace) -> int:
     """``lstmkit eval``."""
+    from ..train.best import load_best
     from ..train.loop import check_fits, evaluate
 
     _threads(args.threads)
     try:
         model, config = checkpoint.load_run(args.run)
+        load_best(args.run, model)  # the best validation weights, for tasks that keep them
     except ValueError as err:
         raise CLIError(str(err)) from None
     task_args = _runargs.task_args_from(args, config.task, config.task_args)

@@ -194,8 +194,6 @@ def _build(
     g: Any, model: LSTM, x: Tensor, with_states: bool, dynamic: bool, op_path: bool
 ) -> tuple[list[Any], list[Any]]:
     """Add every node to ``g``; returns the graph's input and output value infos."""
-    from .onnx_graph import lstm_op_layer, scan_layer
-
     L, D, H, R = model.num_layers, model.num_directions, model.hidden_size, model.state_size
     T, B = (x.shape[1], x.shape[0]) if model.batch_first else (x.shape[0], x.shape[1])
     t_dim, b_dim = ("time", "batch") if dynamic else (T, B)
@@ -209,7 +207,25 @@ def _build(
         g.value_info("c_n", [L * D, b_dim, H]),
     ]
 
-    seq = g.op("Transpose", ["input"], perm=[1, 0, 2]) if model.batch_first else "input"  # (T, B, I)
+    h0, c0 = ("h0", "c0") if with_states else (None, None)
+    out, h_n, c_n = core_nodes(g, model, "input", h0, c0, op_path)
+    for src, name in ((out, "output"), (h_n, "h_n"), (c_n, "c_n")):
+        g.nodes.append(_identity(src, name))
+    return inputs, outputs
+
+
+def core_nodes(
+    g: Any, model: LSTM, x: str, h0_all: str | None, c0_all: str | None, op_path: bool
+) -> tuple[str, str, str]:
+    """Add the nodes of ``model`` reading the value ``x`` ((B, T, I) with batch_first, else (T, B, I));
+    ``h0_all`` (L*D, B, R) / ``c0_all`` (L*D, B, H) or None for zeros. Returns the names of
+    output (same layout as ``x``, D*R wide), h_n (L*D, B, R) and c_n (L*D, B, H); ``op_path``:
+    one ONNX ``LSTM`` node per layer, else a ``Scan`` per layer-direction."""
+    from .onnx_graph import lstm_op_layer, scan_layer
+
+    L, D, H, R = model.num_layers, model.num_directions, model.hidden_size, model.state_size
+    with_states = h0_all is not None
+    seq = g.op("Transpose", [x], perm=[1, 0, 2]) if model.batch_first else x  # (T, B, I)
     zeros: dict[int, str] = {}
 
     def zeros_of(size: int) -> str:  # (B, size) zeros, B read from the input at run time
@@ -228,8 +244,8 @@ def _build(
             h0 = c0 = None
             if with_states:
                 bounds = [g.const("start", [k * D], np.int64), g.const("end", [(k + 1) * D], np.int64)]
-                h0 = g.op("Slice", ["h0", *bounds])
-                c0 = g.op("Slice", ["c0", *bounds])
+                h0 = g.op("Slice", [h0_all, *bounds])
+                c0 = g.op("Slice", [c0_all, *bounds])
             seq, h_n, c_n = lstm_op_layer(g, seq, weights, model.spec, H, h0, c0)
             h_parts.append(h_n)
             c_parts.append(c_n)
@@ -239,7 +255,7 @@ def _build(
             idx = k * D + d
             if with_states:
                 index = g.const("index", idx, np.int64)
-                h0, c0 = g.op("Gather", ["h0", index], axis=0), g.op("Gather", ["c0", index], axis=0)
+                h0, c0 = g.op("Gather", [h0_all, index], axis=0), g.op("Gather", [c0_all, index], axis=0)
             else:
                 h0, c0 = zeros_of(R), zeros_of(H)
             gates0 = zeros_of(n_gates) if model.spec.full_gate_recurrence else None
@@ -253,11 +269,8 @@ def _build(
         seq = g.op("Concat", outs, axis=2) if D == 2 else outs[0]  # (T, B, D*R)
 
     out = g.op("Transpose", [seq], perm=[1, 0, 2]) if model.batch_first else seq
-    g.nodes.append(_identity(out, "output"))
-    for name, parts in (("h_n", h_parts), ("c_n", c_parts)):
-        joined = g.op("Concat", parts, axis=0) if len(parts) > 1 else parts[0]
-        g.nodes.append(_identity(joined, name))
-    return inputs, outputs
+    joined = [g.op("Concat", parts, axis=0) if len(parts) > 1 else parts[0] for parts in (h_parts, c_parts)]
+    return out, joined[0], joined[1]
 
 
 def _zero_value(g: Any) -> Any:

@@ -183,6 +183,10 @@ class AddingTask(Task):
             return metrics["mse"] < 0.01 * MODERN_BASELINE_MSE
         return metrics["mse"] < 0.01 and metrics["accuracy"] >= 0.99
 
+    def events(self, batch: Batch) -> list[list[int]]:
+        """The two marked steps (marker 1.0) of every sequence."""
+        return [row.nonzero().flatten().tolist() for row in batch.inputs[:, :, 1] == 1.0]
+
     def config(self) -> dict[str, object]:
         """Constructor arguments, JSON-ready."""
         return {"T": self.T, "modern": self.modern, "test_size": self.test_size, "test_seed": self.test_seed}

@@ -90,5 +90,10 @@ class Task:
         """JSON-ready constructor arguments, so ``make_task(name, **config)`` rebuilds the task."""
         return {}
 
+    def events(self, batch: Batch) -> list[list[int]]:
+        """For each sequence, the steps that carry the information the target depends on (marked
+        in gate pictures); empty lists where a task has no such steps."""
+        return [[] for _ in range(len(batch))]
+
     # What the paper reports, for the results table: {"source": ..., "criterion": ..., ...}.
     paper: ClassVar[dict[str, object]] = {}

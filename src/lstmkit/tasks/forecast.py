@@ -1,24 +1,36 @@
-"""Forecasting a column of a CSV time series, ``horizon`` steps ahead (default: the next row).
+"""Forecasting a column of a CSV time series ``horizon`` steps ahead, next to naive baselines.
 
-Rows are time steps in file order. The first ``1 - val_fraction - test_fraction`` of the rows
-train, the next ``val_fraction`` validate, the last ``test_fraction`` test (chronological, no
-shuffling across the split). Every feature is normalised with the mean and standard deviation of
-the training rows only. A window of ``window`` rows predicts the target ``horizon`` rows after
-its last row (h = horizon, w = window)::
+The file is read by :func:`lstmkit.tasks.series.read_series` (dates as the index, chosen
+features, a fill rule, the frequency and the season inferred). Rows are time steps. The first
+``1 - val_fraction - test_fraction`` of the rows train, the next ``val_fraction`` validate
+(the training loop keeps the weights with the lowest validation MAE and may stop early), the
+last ``test_fraction`` test; no window's targets cross a split.
 
-    inputs  z[r - h - w + 1 .. r - h, features]     z = (value - mean) / std   (training stats)
-    target  z[r, target]                            r in the split's rows, r >= w + h - 1
+A window ends at its origin row ``e`` (the last value seen) and predicts the target at rows
+``e+1 .. e+H`` (H = horizon) from ``C`` rows of the F features (target first). With
+``y`` the target, ``s`` a scale fixed from the training rows, and the other features
+standardised with the training mean and std, ``normalize`` says what the model sees:
 
-Metrics are reported in the CSV's own units, next to the naive forecast "the future equals the
-last value seen" (the target's last value in the window) on the same windows.
+    level   x_t = (y_t - y_e) / s             z_k = (y_{e+k} - y_e) / s            C = window
+    diff    x_t = (y_t - y_{t-1}) / s         z_k = (y_{e+k} - y_{e+k-1}) / s      C = window + 1
+    global  x_t = (y_t - mean) / s            z_k = (y_{e+k} - mean) / s           C = window
+
+so ``level`` normalises each window by its own last level, ``diff`` predicts the change step
+by step (the forecast is ``y_e + s * cumsum(z)``), ``global`` is plain standardisation. ``s`` is
+the training std of ``y`` (global, level) or of its one-step changes (diff).
+
+Metrics, in the CSV's units over all H steps of every window: ``mae``, ``rmse``, ``smape``
+(symmetric MAPE, percent) and ``mase`` (MAE divided by the in-sample MAE of the seasonal
+naive forecast ``y_t = y_{t-m}`` on the training rows, Hyndman & Koehler 2006), and the
+same four for the naive forecast (``naive_*``: ``y_{e+k} = y_e``) and the seasonal naive one
+(``snaive_*``: ``y_{e+k} = y_{e+k-m*ceil(k/m)}``, m = season).
 """
 
 from __future__ import annotations
 
-import csv
 import math
 import os
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -26,68 +38,37 @@ from torch import Tensor
 
 from ._common import check_batch_size, check_generator, check_int, check_prediction
 from .base import Batch, Task
+from .series import read_series, season_of
 
-
-def _number(text: str) -> float | None:
-    try:
-        value = float(text)
-    except ValueError:
-        return None
-    return value if math.isfinite(value) else None
-
-
-def _read_csv(path: str) -> tuple[list[str], list[list[str]]]:
-    """Header and data rows of a CSV file, or a one-line ValueError naming the file and problem."""
-    if not os.path.exists(path):
-        raise ValueError(f"csv_file {path!r}: no such file")
-    if not os.path.isfile(path):
-        raise ValueError(f"csv_file {path!r}: not a regular file")
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as fh:
-            rows = [row for row in csv.reader(fh) if any(cell.strip() for cell in row)]
-    except UnicodeDecodeError:
-        raise ValueError(f"csv_file {path!r}: not UTF-8 text") from None
-    except csv.Error as err:
-        raise ValueError(f"csv_file {path!r}: not valid CSV ({err})") from None
-    if not rows:
-        raise ValueError(f"csv_file {path!r}: empty (expected a header row and data rows)")
-    header = [name.strip() for name in rows[0]]
-    if len(set(header)) != len(header):
-        raise ValueError(f"csv_file {path!r}: repeated column names in the header {header}")
-    for line, row in enumerate(rows[1:], start=2):
-        if len(row) != len(header):
-            raise ValueError(f"csv_file {path!r}: data row {line} has {len(row)} fields; the header has {len(header)}")
-    return header, rows[1:]
+NORMALIZATIONS = ("level", "diff", "global")
+"""What the model sees of the target: see the module docstring."""
 
 
 class ForecastTask(Task):
-    """Predict ``target`` ``horizon`` rows ahead from the last ``window`` rows of a CSV time series.
+    """Predict the next ``horizon`` values of ``target`` from a window of a CSV time series.
 
-    Inputs (B, window, F) float32, normalised features (the target is always one of them);
-    targets (B, 1) the normalised next target value; readout "last": the model emits (B, 1).
-    ``batch.extra`` holds ``row`` (B,) the 0-based data row of each target, ``truth`` (B,) its
-    value and ``last`` (B,) the target's last value in the window (both float64, original units).
+    Inputs (B, window, F) float32 (see the module docstring); targets (B, H) float32, the
+    normalised future; readout "last": the model emits (B, H). ``batch.extra`` holds ``origin``
+    (B,) the 0-based row of each window's last value, and float64 in the CSV's units ``last``
+    (B,), ``truth``, ``snaive`` (B, H). ``window`` defaults to ``max(24, 2 * season)``; ``season``
+    to the one of the inferred frequency (1 when the file has no dates).
 
-    Loss: MSE in normalised units. Metrics (original units): ``mae``, ``rmse``, and the naive
-    last-value forecast's ``naive_mae``, ``naive_rmse`` on the same windows. No success
-    criterion. :meth:`validation_set` gives the validation windows; :meth:`series` returns numpy
-    arrays (row, truth, prediction, naive) for plotting.
-
-    ``config()`` stores the resolved feature list and the training mean/std, so a reload
-    normalises exactly as training did.
+    ``config()`` stores the resolved arguments and the training statistics (``stats``), so a
+    reload, or another file with the same columns, is normalised exactly as training was.
 
     Example::
 
-        >>> task = ForecastTask("prices.csv", target="close", window=24)  # doctest: +SKIP
-        >>> task.sample(32, torch.Generator().manual_seed(0)).inputs.shape  # doctest: +SKIP
-        torch.Size([32, 24, 5])
+        >>> task = ForecastTask("co2.csv", target="co2", horizon=4)     # doctest: +SKIP
+        >>> task.sample(32, torch.Generator().manual_seed(0)).targets.shape   # doctest: +SKIP
+        torch.Size([32, 4])
     """
 
     name: ClassVar[str] = "forecast"
     readout: ClassVar[str] = "last"
+    validation_metric: ClassVar[str] = "mae"  # lower is better; the loop keeps the best weights
     paper: ClassVar[dict[str, object]] = {
-        "source": "one-step-ahead time-series forecasting; compared with the naive last-value forecast",
-        "criterion": "none; beat the naive forecast's MAE/RMSE on the test windows",
+        "source": "time-series forecasting, scored by MASE (Hyndman & Koehler 2006) against seasonal naive",
+        "criterion": "none; MASE < 1 and MAE below the naive forecast's on the test windows",
     }
 
     def __init__(
@@ -95,159 +76,209 @@ class ForecastTask(Task):
         csv_file: str,
         target: str,
         features: list[str] | None = None,
-        window: int = 24,
+        window: int | None = None,
         horizon: int = 1,
+        date_column: str | None = None,
+        fill: str = "interpolate",
+        normalize: str = "level",
+        season: int | None = None,
         val_fraction: float = 0.15,
         test_fraction: float = 0.15,
-        mean: list[float] | None = None,
-        std: list[float] | None = None,
+        stats: dict[str, Any] | None = None,
     ) -> None:
         if not isinstance(csv_file, (str, os.PathLike)):
             raise TypeError(f"csv_file must be a path; got {csv_file!r}")
-        self.csv_file = os.fspath(csv_file)
-        self.window = check_int("window", window, 1)
-        self.horizon = check_int("horizon", horizon, 1)
-        self._first = self.window + self.horizon - 1  # first row that can be a target
+        if normalize not in NORMALIZATIONS:
+            raise ValueError(f"normalize must be one of {NORMALIZATIONS}; got {normalize!r}")
         for name, frac in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
             if isinstance(frac, bool) or not isinstance(frac, (int, float)) or not 0.0 < frac < 1.0:
                 raise ValueError(f"{name} must be a number in (0, 1); got {frac!r}")
         if val_fraction + test_fraction >= 1.0:
             raise ValueError(f"val_fraction + test_fraction must be < 1; got {val_fraction} + {test_fraction}")
+        self.csv_file = os.fspath(csv_file)
+        self.data = read_series(self.csv_file, target, features, date_column, fill)
+        self.target, self.features, self.fill, self.normalize = target, list(self.data.features), fill, normalize
+        self.date_column = self.data.date_column
+        self.season = season_of(self.data.freq) if season is None else check_int("season", season, 1)
+        self.window = max(24, 2 * self.season) if window is None else check_int("window", window, 1)
+        self.horizon = check_int("horizon", horizon, 1)
         self.val_fraction, self.test_fraction = float(val_fraction), float(test_fraction)
-        where = f"csv_file {self.csv_file!r}"
+        self.context = self.window + (1 if normalize == "diff" else 0)  # raw rows one window needs
+        self.values = np.array(self.data.values, dtype=np.float64)  # (N, F), target first
+        self.dates = self.data.dates
+        self._splits()
+        self._set_stats(stats)
+        self._raw = torch.from_numpy(self.values)  # (N, F) float64
+        self.input_size, self.output_size = len(self.features), self.horizon
+        self._cache: dict[str, Batch] = {}
 
-        header, rows = _read_csv(self.csv_file)
-        if not isinstance(target, str) or target not in header:
-            raise ValueError(f"{where}: no column {target!r}; columns are {header}")
-        self.target = target
-        if features is None:
-            numeric = [c for j, c in enumerate(header) if all(_number(r[j]) is not None for r in rows)]
-            features = numeric if target in numeric else [target, *numeric]
-        else:
-            if isinstance(features, str) or not all(isinstance(f, str) for f in features):
-                raise TypeError(f"features must be a list of column names; got {features!r}")
-            missing = [f for f in features if f not in header]
-            if missing:
-                raise ValueError(f"{where}: no column(s) {missing}; columns are {header}")
-            features = list(dict.fromkeys(features))
-            if target not in features:
-                features = [target, *features]
-        self.features = features
-        cols = [header.index(f) for f in features]
-        data = np.empty((len(rows), len(features)), dtype=np.float64)  # (N, F)
-        for i, row in enumerate(rows):
-            for k, j in enumerate(cols):
-                value = _number(row[j])
-                if value is None:
-                    raise ValueError(f"{where}: data row {i + 2}, column {header[j]!r}: {row[j]!r} is not a number")
-                data[i, k] = value
-        self.data = data
-        self.target_index = features.index(target)
-
-        n = len(rows)
+    def _splits(self) -> None:
+        n, H, C = len(self.values), self.horizon, self.context
         self.n_train = int(n * (1.0 - self.val_fraction - self.test_fraction))
         self.n_val_end = int(n * (1.0 - self.test_fraction))
-        # every split needs one window: the first target row of the train split is `window + horizon - 1`
-        if self.n_train <= self._first or self.n_val_end <= self.n_train or n <= self.n_val_end:
-            need = math.ceil((self._first + 1) / (1.0 - self.val_fraction - self.test_fraction))
+        # origins e: window rows e-C+1..e, targets e+1..e+H, all inside one split
+        self.origins = {
+            "train": (C - 1, self.n_train - 1 - H),
+            "val": (self.n_train - 1, self.n_val_end - 1 - H),
+            "test": (self.n_val_end - 1, n - 1 - H),
+        }
+        if any(hi < lo for lo, hi in self.origins.values()):
+            need = math.ceil((C + H) / (1.0 - self.val_fraction - self.test_fraction))
+            need = max(need, math.ceil(H / min(self.val_fraction, self.test_fraction)) + 1)
             raise ValueError(
-                f"{where}: too few rows for window={self.window}, horizon={self.horizon}: {n} data rows; "
-                "need at least about "
-                f"{max(need, 3)} so that train, validation and test each hold a window"
+                f"csv_file {self.csv_file!r}: too few rows for window={self.window}, horizon={H}: {n} rows; "
+                f"need at least about {need} so that train, validation and test each hold a window"
             )
+        m = self.season
+        y = self.values[: self.n_train, 0]
+        if len(y) <= m:
+            raise ValueError(f"season={m} needs more than {m} training rows for MASE; got {len(y)}")
+        scale = float(np.abs(y[m:] - y[:-m]).mean())
+        self.mase_scale = scale if scale > 0 else 1.0  # in-sample seasonal naive MAE
 
-        if (mean is None) != (std is None):
-            raise ValueError("mean and std must be given together (as stored by config()) or both left out")
-        if mean is None:
-            train = data[: self.n_train]
-            mean_a, std_a = train.mean(axis=0), train.std(axis=0)
+    def _set_stats(self, stats: dict[str, Any] | None) -> None:
+        F = len(self.features)
+        if stats is None:
+            train = self.values[: self.n_train]
+            mean, std = train.mean(axis=0), train.std(axis=0)
+            y = train[:, 0]
+            scale = float(np.diff(y).std()) if self.normalize == "diff" else float(y.std())
         else:
-            mean_a, std_a = np.asarray(mean, dtype=np.float64), np.asarray(std, dtype=np.float64)
-            if mean_a.shape != (len(features),) or std_a.shape != (len(features),):
-                raise ValueError(f"mean and std must each have {len(features)} values (one per feature)")
-        std_a = np.where(std_a > 0, std_a, 1.0)  # a constant training column stays centred, unscaled
-        self.mean, self.std = mean_a, std_a
-        self._z = torch.from_numpy((data - mean_a) / std_a).to(torch.float32)  # (N, F)
-        self.input_size = len(features)
-        self.output_size = 1
-        self._test: Batch | None = None
-        self._val: Batch | None = None
+            if not isinstance(stats, dict) or set(stats) != {"mean", "std", "scale"}:
+                raise ValueError(f"stats must be a dict with keys mean, std, scale (as config() stores); got {stats!r}")
+            mean, std = np.asarray(stats["mean"], np.float64), np.asarray(stats["std"], np.float64)
+            scale = float(stats["scale"])
+            if mean.shape != (F,) or std.shape != (F,):
+                raise ValueError(f"stats mean and std must each have {F} values (one per feature)")
+        self.mean, self.std = mean, np.where(std > 0, std, 1.0)  # a constant column stays centred, unscaled
+        self.scale = scale if scale > 0 else 1.0
+
+    # ------------------------------------------------------------------ transforms (float64)
+    def encode(self, raw: Tensor) -> Tensor:
+        """Raw windows (B, C, F) in the CSV's units -> model inputs (B, window, F) (module docstring)."""
+        mean, std = torch.from_numpy(self.mean).to(raw), torch.from_numpy(self.std).to(raw)
+        y = raw[..., 0]  # (B, C)
+        if self.normalize == "diff":
+            t, others = (y[:, 1:] - y[:, :-1]) / self.scale, raw[:, 1:, 1:]
+        elif self.normalize == "level":
+            t, others = (y - y[:, -1:]) / self.scale, raw[..., 1:]
+        else:
+            t, others = (y - mean[0]) / self.scale, raw[..., 1:]
+        return torch.cat([t.unsqueeze(-1), (others - mean[1:]) / std[1:]], dim=-1)
+
+    def decode(self, z: Tensor, last: Tensor) -> Tensor:
+        """Model outputs (B, H) -> forecasts (B, H) in the CSV's units, given each window's ``y_e`` (B,)."""
+        z = z.to(torch.float64) * self.scale
+        if self.normalize == "diff":
+            return last.unsqueeze(1) + torch.cumsum(z, dim=1)
+        if self.normalize == "level":
+            return last.unsqueeze(1) + z
+        return z + float(self.mean[0])
+
+    def to_targets(self, truth: Tensor, last: Tensor) -> Tensor:
+        """Inverse of :meth:`decode`: future values (B, H) -> normalised targets (B, H)."""
+        if self.normalize == "diff":
+            return (truth - torch.cat([last.unsqueeze(1), truth[:, :-1]], dim=1)) / self.scale
+        if self.normalize == "level":
+            return (truth - last.unsqueeze(1)) / self.scale
+        return (truth - float(self.mean[0])) / self.scale
 
     # ------------------------------------------------------------------ data
-    def _windows(self, rows: Tensor) -> Batch:
-        end = rows - self.horizon  # last input row of each window
-        offsets = end.unsqueeze(1) - self.window + 1 + torch.arange(self.window)  # (B, window)
-        inputs = self._z[offsets]  # (B, window, F)
-        targets = self._z[rows, self.target_index].unsqueeze(1)  # (B, 1)
-        index = rows.numpy()
-        last = torch.from_numpy(self.data[index - self.horizon, self.target_index])  # (B,) float64, original units
-        truth = torch.from_numpy(self.data[index, self.target_index])
-        lengths = torch.full((len(rows),), self.window, dtype=torch.int64)
-        return Batch(inputs, targets, lengths, None, {"row": rows, "last": last, "truth": truth})
+    def raw(self, origins: Tensor) -> Tensor:
+        """The C raw rows (B, C, F) float64 in the CSV's units ending at rows ``origins`` (B,)."""
+        C = self.context
+        return self._raw[origins.unsqueeze(1) - C + 1 + torch.arange(C)]
+
+    def windows(self, origins: Tensor) -> Batch:
+        """The windows ending at rows ``origins`` (B,) int64, with their targets and baselines."""
+        H, m = self.horizon, self.season
+        raw = self.raw(origins)  # (B, C, F)
+        k = torch.arange(1, H + 1)
+        future = origins.unsqueeze(1) + k  # (B, H)
+        truth = self._raw[future, 0]
+        last = raw[:, -1, 0]
+        back = future - m * torch.div(k + m - 1, m, rounding_mode="floor")  # e+k-m*ceil(k/m)
+        snaive = self._raw[back.clamp(min=0), 0]
+        inputs = self.encode(raw).to(torch.float32)
+        lengths = torch.full((len(origins),), self.window, dtype=torch.int64)
+        targets = self.to_targets(truth, last).to(torch.float32)
+        extra = {"origin": origins, "last": last, "truth": truth, "snaive": snaive}
+        return Batch(inputs, targets, lengths, None, extra)
 
     def sample(self, batch_size: int, generator: torch.Generator) -> Batch:
-        """``batch_size`` random training windows (target rows ``window + horizon - 1 .. n_train - 1``)."""
+        """``batch_size`` random training windows."""
         b = check_batch_size(batch_size)
-        gen = check_generator(generator)
-        return self._windows(torch.randint(self._first, self.n_train, (b,), generator=gen))
+        lo, hi = self.origins["train"]
+        return self.windows(torch.randint(lo, hi + 1, (b,), generator=check_generator(generator)))
+
+    def _split(self, name: str) -> Batch:
+        if name not in self._cache:
+            lo, hi = self.origins[name]
+            self._cache[name] = self.windows(torch.arange(lo, hi + 1))
+        return self._cache[name]
 
     def validation_set(self) -> Batch:
-        """Every window whose target row lies in the validation split, in time order."""
-        if self._val is None:
-            self._val = self._windows(torch.arange(self.n_train, self.n_val_end))
-        return self._val
+        """Every validation window, in time order (what the loop selects the best weights on)."""
+        return self._split("val")
 
     def test_set(self) -> Batch:
-        """Every window whose target row lies in the test split, in time order."""
-        if self._test is None:
-            self._test = self._windows(torch.arange(self.n_val_end, len(self.data)))
-        return self._test
+        """Every test window, in time order."""
+        return self._split("test")
 
-    # ------------------------------------------------------------------ loss, metrics, plotting
-    def denormalize(self, values: Tensor) -> np.ndarray:
-        """Normalised target values (any shape) back to the CSV's units: ``z * std + mean``."""
-        z = values.detach().to("cpu", torch.float64).numpy()
-        return z * self.std[self.target_index] + self.mean[self.target_index]
-
+    # ------------------------------------------------------------------ loss, metrics
     def loss(self, prediction: Tensor, batch: Batch) -> Tensor:
-        """Mean squared error in normalised units; prediction (B, 1)."""
-        check_prediction(prediction, (len(batch), 1), self.name)
+        """Mean squared error in normalised units; prediction (B, H)."""
+        check_prediction(prediction, (len(batch), self.horizon), self.name)
         return torch.mean((prediction - batch.targets.to(prediction.device, prediction.dtype)) ** 2)
 
     def metrics(self, prediction: Tensor, batch: Batch) -> dict[str, float]:
-        """``loss`` (normalised MSE); ``mae``, ``rmse``, ``naive_mae``, ``naive_rmse`` in original units."""
+        """``loss`` and, for the model, ``naive_`` and ``snaive_``: ``mae``, ``rmse``, ``smape``, ``mase``."""
         with torch.no_grad():
-            loss = float(self.loss(prediction.detach(), batch))
+            out = {"loss": float(self.loss(prediction.detach(), batch))}
         s = self.series(prediction, batch)
-        err, naive = s["prediction"] - s["truth"], s["naive"] - s["truth"]
-        return {
-            "loss": loss,
-            "mae": float(np.abs(err).mean()),
-            "rmse": float(np.sqrt((err**2).mean())),
-            "naive_mae": float(np.abs(naive).mean()),
-            "naive_rmse": float(np.sqrt((naive**2).mean())),
-        }
+        for prefix, key in (("", "prediction"), ("naive_", "naive"), ("snaive_", "snaive")):
+            out.update({prefix + k: v for k, v in self.errors(s[key], s["truth"]).items()})
+        return out
+
+    def errors(self, forecast: np.ndarray, truth: np.ndarray) -> dict[str, float]:
+        """MASE (the headline), MAE, RMSE and sMAPE (percent) of ``forecast`` against ``truth`` (same shapes)."""
+        err = forecast - truth
+        denom = np.abs(forecast) + np.abs(truth)
+        ratio = np.divide(2.0 * np.abs(err), denom, out=np.zeros_like(err), where=denom > 0)
+        mae = float(np.abs(err).mean())
+        return {"mase": mae / self.mase_scale, "mae": mae, "rmse": float(np.sqrt((err**2).mean())),
+                "smape": 100.0 * float(ratio.mean())}  # fmt: skip
 
     def series(self, prediction: Tensor, batch: Batch) -> dict[str, np.ndarray]:
-        """Arrays for a plot, original units, one entry per window: ``row``, ``truth``, ``prediction``, ``naive``."""
-        check_prediction(prediction, (len(batch), 1), self.name)
+        """Arrays in the CSV's units: ``origin`` (B,), ``truth``, ``prediction``, ``naive``, ``snaive`` (B, H)."""
+        check_prediction(prediction, (len(batch), self.horizon), self.name)
+        last = batch.extra["last"]
         return {
-            "row": batch.extra["row"].numpy().copy(),
-            "truth": batch.extra["truth"].numpy().astype(np.float64),
-            "prediction": self.denormalize(prediction[:, 0]),
-            "naive": batch.extra["last"].numpy().astype(np.float64),
+            "origin": batch.extra["origin"].numpy().copy(),
+            "truth": batch.extra["truth"].numpy().copy(),
+            "prediction": self.decode(prediction.detach().cpu(), last).numpy(),
+            "naive": last.unsqueeze(1).expand(-1, self.horizon).numpy().copy(),
+            "snaive": batch.extra["snaive"].numpy().copy(),
         }
 
+    def describe(self) -> dict[str, object]:
+        """What was read and how it is modelled (rows, dates, fill counts, season, normalisation)."""
+        return {**self.data.describe(), "features": list(self.features), "season": self.season,
+                "window": self.window, "horizon": self.horizon, "normalize": self.normalize}  # fmt: skip
+
     def config(self) -> dict[str, object]:
-        """Constructor arguments, JSON-ready, with the resolved features and the training mean/std."""
+        """Constructor arguments, JSON-ready, with the resolved choices and the training statistics."""
         return {
             "csv_file": self.csv_file,
             "target": self.target,
-            "features": list(self.features),
+            "features": list(self.features[1:]),
             "window": self.window,
             "horizon": self.horizon,
+            "date_column": self.date_column,
+            "fill": self.fill,
+            "normalize": self.normalize,
+            "season": self.season,
             "val_fraction": self.val_fraction,
             "test_fraction": self.test_fraction,
-            "mean": [float(v) for v in self.mean],
-            "std": [float(v) for v in self.std],
+            "stats": {"mean": [float(v) for v in self.mean], "std": [float(v) for v in self.std], "scale": self.scale},
         }

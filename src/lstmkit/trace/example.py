@@ -106,7 +106,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"test accuracy after {args.steps} steps: {accuracy:.3f}")
     x, _ = marked_sign_batch(64, args.seq_len, torch.Generator().manual_seed(args.seed + 2))
     meta = {"source": f"marked-sign toy task, T={args.seq_len}, seed {args.seed}", "test_accuracy": accuracy}
-    paths = inspect_model(model.lstm, x, None, Path(args.out), meta=meta)
+    events = [row.nonzero().flatten().tolist() for row in x[:, :, 1] == 1.0]  # the marked step of each sequence
+    paths = inspect_model(model.lstm, x, None, Path(args.out), meta=meta, events=events)
     for name in sorted(paths):
         print(paths[name])
     return 0

@@ -23,8 +23,9 @@ Example::
 from __future__ import annotations
 
 import itertools
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
@@ -34,6 +35,8 @@ from ..fileio import save_png
 from .summary import GATES, MemoryHorizon, TraceSummary, batch_major, sequence_lengths, summarize, valid_mask
 
 if TYPE_CHECKING:
+    from torch import Tensor
+
     from .record import GateTrace
 
 HEATMAP_ROWS = (*GATES, "cell")
@@ -73,6 +76,8 @@ def plot_gates(
     *,
     layer: int = -1,
     direction: int = 0,
+    inputs: Tensor | None = None,
+    events: Sequence[int] = (),
     path: str | Path | None = None,
     figsize: tuple[float, float] = (9.0, 9.0),
     dpi: int = 100,
@@ -82,17 +87,27 @@ def plot_gates(
     Each panel is (H units) x (L_b steps) of ``trace`` at ``layer``, ``direction`` and batch
     index ``sequence``; colour scales are fixed per gate (see the module docstring) so that
     pictures of different models compare. A gate the spec removes shows its constant 1.
+    ``inputs`` (B, T, I) batch-major or (T, I) for the shown sequence adds a strip on top with
+    the features the layer read (so the gates can be read against what came in), and
+    ``events`` (steps of the shown sequence, e.g. the adding problem's marked steps) are drawn
+    as dashed lines across every panel.
 
     Example::
 
-        >>> fig = plot_gates(trace, sequence=3, layer=0, path="out/gates.png")
-        >>> len(fig.axes)       # 5 heatmaps and 5 colour bars
-        10
+        >>> fig = plot_gates(trace, sequence=3, layer=0, inputs=x, events=[4, 17], path="out/gates.png")
+        >>> len(fig.axes)       # input strip, 5 heatmaps and 6 colour bars
+        12
     """
     b = _check_sequence(trace, sequence)
     L = int(sequence_lengths(trace)[b])
+    shown = _shown_inputs(inputs, b, L)
     fig = _new_figure(figsize)
-    axes = fig.subplots(len(HEATMAP_ROWS), 1, sharex=True)
+    rows: tuple[str, ...] = (("inputs",) if shown is not None else ()) + HEATMAP_ROWS
+    ratios = [0.6 if r == "inputs" else 1.0 for r in rows]
+    axes = fig.subplots(len(rows), 1, sharex=True, gridspec_kw={"height_ratios": ratios})
+    if shown is not None:
+        _draw_inputs(fig, axes[0], shown, L)
+        axes = axes[1:]
     cell = batch_major(trace, "cell", layer, direction)[b, :L].detach().cpu().float()  # (L, H)
     m = float(cell.abs().max()) if cell.numel() else 1.0
     m = m if m > 0 else 1.0
@@ -121,8 +136,45 @@ def plot_gates(
         ax.set_ylabel("unit")
         fig.colorbar(image, ax=ax, pad=0.01, fraction=0.04)
     axes[-1].set_xlabel("time step")
-    fig.suptitle(f"Gates and cell state: {_where(trace, layer, direction)}, sequence {b} ({L} steps)")
+    for ax in fig.axes[: len(rows)]:
+        for step in events:
+            if 0 <= step < L:
+                ax.axvline(step, color="red", linestyle="--", linewidth=0.8)
+    marked = f"; dashed: events at steps {', '.join(str(s) for s in events)}" if len(events) else ""
+    fig.suptitle(f"Gates and cell state: {_where(trace, layer, direction)}, sequence {b} ({L} steps){marked}")
     return _finish(fig, path, dpi)
+
+
+def _shown_inputs(inputs: Tensor | None, b: int, L: int) -> Tensor | None:
+    """The (L, I) inputs of batch index ``b`` (or None), checked against the trace."""
+    if inputs is None:
+        return None
+    x = inputs if inputs.dim() == 2 else inputs[b] if inputs.dim() == 3 else None
+    if x is None or x.shape[0] < L:
+        raise ValueError(f"inputs must be (B, T, I) or (T, I) with T >= {L} steps; got {tuple(inputs.shape)}")
+    return x[:L].detach().cpu().float()
+
+
+def _draw_inputs(fig: Figure, ax: Any, x: Tensor, L: int) -> None:
+    """One row per input feature, on a symmetric colour scale."""
+    m = float(x.abs().max()) if x.numel() else 1.0
+    m = m if m > 0 else 1.0
+    image = ax.imshow(
+        x.T.numpy(),
+        aspect="auto",
+        origin="lower",
+        interpolation="nearest",
+        vmin=-m,
+        vmax=m,
+        cmap=_SIGNED_CMAP,
+        extent=(-0.5, L - 0.5, -0.5, x.shape[1] - 0.5),
+    )
+    ax.set_title(
+        f"inputs ({x.shape[1]} feature{'s' if x.shape[1] != 1 else ''})  [{-m:.3g}, {m:.3g}]", fontsize=10, loc="left"
+    )
+    ax.set_ylabel("feature")
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    fig.colorbar(image, ax=ax, pad=0.01, fraction=0.04)
 
 
 def plot_memory_horizon(
@@ -181,7 +233,12 @@ def plot_memory_horizon(
         )
     median = horizon.median
     if median == median:  # not NaN
-        ax.axvline(median, color="black", linestyle="--", label=f"median {median:.1f} steps")
+        # a unit still above 1/e at the end of some sequence has a capped horizon: the median is then a bound
+        capped = int((horizon.beyond_fraction > 0).sum())
+        bound = "≥ " if capped else ""
+        H = horizon.horizon.numel()
+        never = f"; {horizon.beyond_units} of {H} units never fell below 1/e" if horizon.beyond_units else ""
+        ax.axvline(median, color="black", linestyle="--", label=f"median {bound}{median:.1f} steps{never}")
     ax.set_xlabel(f"steps until the product of forget gates from step {horizon.start} falls below 1/e")
     ax.set_ylabel("units")
     ax.yaxis.set_major_locator(MaxNLocator(integer=True))

@@ -64,7 +64,7 @@ def record_gates(lstm: LSTM, inputs: Tensor, lengths: Tensor | None = None) -> A
     if not isinstance(lstm, LSTM):
         raise TypeError(f"gates are recorded from an lstmkit.LSTM; got {type(lstm).__name__}")
     inputs, lengths = _check_inputs(lstm, inputs, lengths)
-    p = lstm.weight_ih_l0
+    p: Tensor = lstm.weight_ih_l0  # type: ignore[assignment]  # a Parameter, typed as Tensor | Module by nn.Module
     x = inputs.to(p.device, p.dtype)
     was_training = lstm.training
     lstm.eval()
@@ -93,12 +93,14 @@ def inspect_model(
     start: int = 0,
     dpi: int = 100,
     meta: dict[str, object] | None = None,
+    events: list[list[int]] | None = None,
 ) -> dict[str, Path]:
     """Record the gates of ``lstm`` on ``inputs`` and write pictures and ``summary.json``.
 
     ``inputs`` (B, T, I) batch-major or (T, I); ``lengths`` (B,) or None; ``sequence`` the batch
     index shown in the heatmaps; ``start`` the memory-horizon start step; ``meta`` extra
-    JSON-ready facts stored under ``"inputs"`` in the summary. Returns ``{name: path}``
+    JSON-ready facts stored under ``"inputs"`` in the summary; ``events`` the task's marked steps of
+    each sequence (drawn over the heatmaps beside the inputs). Returns ``{name: path}``
     for every file written (names like ``"gates_l0"``, ``"horizon_l1_reverse"``, ``"summary"``).
 
     Example::
@@ -114,20 +116,33 @@ def inspect_model(
     if isinstance(sequence, bool) or not isinstance(sequence, int) or not 0 <= sequence < B:
         raise ValueError(f"sequence must be an int in [0, {B}); got {sequence!r}")
     out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"the output folder {out} is an existing file; give a folder (it is created if missing)")
     out.mkdir(parents=True, exist_ok=True)
     summary = trace.summary(start=start)
     paths: dict[str, Path] = {}
     for k in range(trace.num_layers):
         for d in range(trace.num_directions):
             tag = f"l{k}" + ("_reverse" if d == 1 else "")
-            where = {"layer": k, "direction": d, "path": None, "dpi": dpi}
             files = {name: out / f"{name}_{tag}.png" for name in ("gates", "horizon", "means")}
-            plots.plot_gates(trace, sequence, **{**where, "path": files["gates"]})
-            plots.plot_memory_horizon(trace, summary=summary, **{**where, "path": files["horizon"]})
-            plots.plot_gate_means(trace, **{**where, "path": files["means"]})
+            plots.plot_gates(
+                trace,
+                sequence,
+                layer=k,
+                direction=d,
+                inputs=inputs if inputs.dim() == 3 else inputs[None],
+                events=events[sequence] if events else (),
+                path=files["gates"],
+                dpi=dpi,
+            )
+            plots.plot_memory_horizon(trace, summary=summary, layer=k, direction=d, path=files["horizon"], dpi=dpi)
+            plots.plot_gate_means(trace, layer=k, direction=d, path=files["means"], dpi=dpi)
             paths.update({f"{name}_{tag}": path for name, path in files.items()})
     data = summary.to_dict()
-    data["inputs"] = {"shown_sequence": sequence, **(meta or {})}
+    shown: dict[str, object] = {"shown_sequence": sequence, **(meta or {})}
+    if events:
+        shown["shown_events"] = list(events[sequence])
+    data["inputs"] = shown
     summary_path = out / "summary.json"
     summary_path.write_text(json.dumps(data, indent=2, allow_nan=False) + "\n")
     paths["summary"] = summary_path

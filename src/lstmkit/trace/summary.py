@@ -120,13 +120,13 @@ class GateStats:
         return self.low + self.high
 
     def to_dict(self) -> dict[str, object]:
-        """JSON-ready form."""
+        """JSON-ready form (a non-finite value, e.g. from a NaN input, is written as null)."""
         return {
-            "mean": self.mean,
-            "std": self.std,
-            "saturated": self.saturated,
-            "low": self.low,
-            "high": self.high,
+            "mean": _finite(self.mean),
+            "std": _finite(self.std),
+            "saturated": _finite(self.saturated),
+            "low": _finite(self.low),
+            "high": _finite(self.high),
             "kind": self.kind,
         }
 

@@ -38,6 +38,7 @@ RESUMABLE_FIELDS = (
     "optim.log_every",
     "optim.stop_when_solved",
     "optim.checkpoint_every",
+    "optim.patience",
 )
 """Dotted field names that a resumed run may change; any other difference is refused."""
 
@@ -130,6 +131,7 @@ class OptimConfig:
     log_every: int = 10  # one metrics.jsonl line every this many steps
     checkpoint_every: int = 0  # also checkpoint every this many steps (0: at evaluations only)
     stop_when_solved: bool = True  # stop at the first evaluation that meets the task's criterion
+    patience: int = 0  # stop after this many evaluations without a better validation metric (0: never)
 
     def __post_init__(self) -> None:
         if self.optimizer not in OPTIMIZERS:
@@ -140,6 +142,8 @@ class OptimConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise ValueError(f"{name} must be a positive int; got {value!r}")
+        if isinstance(self.patience, bool) or not isinstance(self.patience, int) or self.patience < 0:
+            raise ValueError(f"patience must be an int >= 0; got {self.patience!r}")
         if self.checkpoint_every < 0:
             raise ValueError(f"checkpoint_every must be >= 0; got {self.checkpoint_every}")
         if self.clip is not None and not (self.clip > 0):

@@ -65,31 +65,3 @@ def plot_curve(rows: list[dict[str, Any]], out: str | os.PathLike[str], metric: 
         fig.suptitle(title)
     fig.tight_layout()
     save_png(fig, out)
-
-
-def plot_forecast(series: dict[str, Any], out: str | os.PathLike[str], title: str = "") -> None:
-    """Truth, model prediction and the naive last-value forecast against the data row.
-
-    ``series`` holds equal-length arrays ``row``, ``truth``, ``prediction``, ``naive``.
-
-    Example::
-
-        >>> plot_forecast(forecast_series(model, task), "forecast.png")   # doctest: +SKIP
-    """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(10, 3.5))
-    ax = fig.subplots()
-    ax.plot(series["row"], series["truth"], lw=1.2, color="black", label="truth")
-    ax.plot(series["row"], series["prediction"], lw=1, color="tab:blue", label="LSTM")
-    ax.plot(series["row"], series["naive"], lw=0.8, color="tab:orange", ls="--", label="naive (last value)")
-    ax.set_xlabel("data row")
-    ax.legend(loc="best", fontsize=8)
-    ax.grid(alpha=0.3)
-    if title:
-        ax.set_title(title)
-    fig.tight_layout()
-    save_png(fig, out)

@@ -1,10 +1,7 @@
-"""Using a trained model step by step: text sampling for token tasks, forecasts for series tasks."""
+"""Using a trained model step by step: text sampling for token tasks (forecasts: :mod:`.forecasting`)."""
 
 from __future__ import annotations
 
-from typing import Any
-
-import numpy as np
 import torch
 from torch import Tensor
 
@@ -64,24 +61,3 @@ def sample_tokens(
             hidden, state = model.lstm(model.embedding(torch.tensor([[nxt]])), state)
             logits = model.head(hidden[:, -1])
     return torch.tensor(out, dtype=torch.int64)
-
-
-def forecast_series(model: SequenceModel, task: Any) -> dict[str, np.ndarray]:
-    """Row, truth, prediction and naive forecast on every test window (original units).
-
-    ``task`` must offer ``series(prediction, batch)`` (as the forecast task does).
-
-    Example::
-
-        >>> s = forecast_series(model, task)              # doctest: +SKIP
-        >>> float(abs(s["prediction"] - s["truth"]).mean())   # doctest: +SKIP
-    """
-    if not hasattr(task, "series"):
-        raise ValueError(f"task {task.name!r} has no forecast series (use a forecasting task)")
-    batch = task.test_set()
-    model.eval()
-    with torch.no_grad():
-        prediction = torch.cat(
-            [model(part.inputs, part.lengths) for part in (batch.slice(i, i + 512) for i in range(0, len(batch), 512))]
-        )
-    return task.series(prediction, batch)

@@ -31,6 +31,7 @@ from torch import nn
 
 from ..tasks.base import Batch, Task
 from . import distributed
+from .best import BEST, BestKeeper, load_best
 from .checkpoint import CHECKPOINT, METRICS, load_checkpoint, save_checkpoint
 from .config import RunConfig
 from .curves import plot_curve, read_metrics
@@ -60,6 +61,7 @@ class TrainResult:
     solved_at: int | None = None  # sequences seen at the first evaluation meeting the criterion
     elapsed: float = 0.0  # seconds of training, summed over resumes
     interrupted: bool = False  # True when stopped by SIGINT
+    best: dict[str, Any] = field(default_factory=dict)  # best validation step, value and its test metrics
 
 
 def seed_of(seed: int, step: int, stream: int = 0) -> int:
@@ -237,11 +239,13 @@ def _run(
         if info.is_main:
             run_dir.mkdir(parents=True, exist_ok=True)
             _write_lines(metrics_file, [])
+            (run_dir / BEST).unlink(missing_ok=True)  # best weights of an earlier run never carry over
     ddp_model = distributed.wrap(model, info)
     start, elapsed0, t0 = int(state["step"]), float(state["elapsed"]), time.perf_counter()
     window_loss, window_steps = float(state["window_loss"]), int(state["window_steps"])
     solved_at, test = state["solved_at"], dict(state["test"])
     metric = main_metric(test) if test else None
+    keeper = BestKeeper(task, run_dir, o.patience, state.get("best"))
 
     def snapshot(step: int) -> dict[str, Any]:
         return {
@@ -252,6 +256,7 @@ def _run(
             "window_steps": window_steps,
             "solved_at": solved_at,
             "test": test,
+            "best": keeper.state(),
         }
 
     def save(step: int) -> None:
@@ -294,6 +299,10 @@ def _run(
                 assert row is not None
                 row.update(test=test, solved=solved)
                 stop = stop or (solved and o.stop_when_solved)
+                val, patience_out = keeper.update(model, step, evaluate, write=info.is_main)
+                if val:
+                    row.update(val=val, early_stop=patience_out)
+                stop = stop or patience_out
             if row is not None:
                 row["elapsed"] = round(elapsed0 + time.perf_counter() - t0, 3)
                 if info.is_main:
@@ -319,6 +328,10 @@ def _run(
     result = TrainResult(
         run_dir, step, step * o.batch_size, test, solved_at, elapsed0 + time.perf_counter() - t0, interrupted
     )
+    if keeper.step is not None and (run_dir / BEST).is_file():  # the test metrics of the kept weights
+        best_model = build_model(config.model, config.seed)
+        load_best(run_dir, best_model)
+        result.best = {**keeper.state(), "test": evaluate(best_model, task)}
     if info.is_main:
         plot_curve(
             read_metrics(metrics_file),

@@ -82,8 +82,9 @@ class SequenceModel(nn.Module):
         R = c.proj_size if (c.baseline == "lstm" and c.proj_size > 0) else c.hidden
         self.head = nn.Linear(D * R, c.output_size)
 
-    def forward(self, inputs: Tensor, lengths: Tensor) -> Tensor:
-        """Prediction per the readout; see the class docstring for shapes."""
+    def forward(self, inputs: Tensor, lengths: Tensor | None = None) -> Tensor:
+        """Prediction per the readout; see the class docstring for shapes. ``lengths`` None means
+        every sequence has all T steps."""
         c = self.config
         if c.vocab_size is not None:
             if inputs.dim() != 2 or inputs.dtype != torch.int64:
@@ -94,6 +95,8 @@ class SequenceModel(nn.Module):
                 raise ValueError(f"inputs must be (B, T, {c.input_size}); got {tuple(inputs.shape)}")
             x = inputs
         B, T = x.shape[0], x.shape[1]
+        if lengths is None:
+            lengths = torch.full((B,), T, dtype=torch.int64, device=x.device)
         if lengths.shape != (B,):
             raise ValueError(f"lengths must be ({B},); got {tuple(lengths.shape)}")
         lengths = lengths.to(torch.int64)
