@@ -4,8 +4,8 @@ Every gate visible, every variant from the literature as one composable :class:`
 drop-in compatible with ``torch.nn.LSTM`` and ``torch.nn.LSTMCell``.
 """
 
-from .functional import CellGates, LayerWeights, lstm_layer, lstm_step
 from . import init  # chrono_, forget_bias_, torch_default_ (gate-bias initialisation)
+from .functional import CellGates, LayerWeights, lstm_layer, lstm_step
 from .interop import export_onnx  # imports onnx only when called
 from .modules import LSTM, LSTMCell, SeedLSTMCell
 from .spec import PRESETS, CellSpec
