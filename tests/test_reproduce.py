@@ -59,6 +59,13 @@ def test_one_real_run(tmp_path: Path) -> None:
     assert run["sequences"] == 96 and not run["capped"] and "error" not in run and "mse" in run["test"]
 
 
+def test_append_refuses_an_unreadable_report(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "results.json").write_text("{not json")
+    assert main(["reproduce", "--only", "reber", "--out", str(tmp_path), "--append"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "--append: cannot read" in err
+
+
 def test_bad_flags(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["reproduce", "--only", "nosuch"]) == 2
     err = capsys.readouterr().err

@@ -47,6 +47,11 @@ def register(subparsers: Any) -> None:
     p.add_argument("--only", help="comma-separated row keys to run (default: all)")
     p.add_argument("--seeds", type=int, help="seeds per row (default: each row's own, 3 for most)")
     p.add_argument("--cap-scale", type=float, default=1.0, help="multiply every row's wall-time cap")
+    p.add_argument(
+        "--append",
+        action="store_true",
+        help="keep the rows already in OUT/results.json (rows run again replace theirs)",
+    )
     p.set_defaults(func=run_reproduce)
 
 
@@ -137,6 +142,15 @@ def run_reproduce(args: argparse.Namespace) -> int:
         "machine": machine(),
         "rows": [],
     }
+    if args.append and (out / "results.json").exists():
+        try:
+            old = json.loads((out / "results.json").read_text())
+            again = {r.key for r in rows}
+            report["rows"] = [r for r in old["rows"] if r["key"] not in again]
+            report["date"] = f"{old['date']} to {report['date']}"
+            report["command"] = f"{old['command']}, then {report['command']}"
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            raise CLIError(f"--append: cannot read {out / 'results.json'}: {err}") from None
     for row in rows:
         entry = {"key": row.key, "label": row.label, "args": list(row.args), "paper": row.paper}
         entry.update(paper_note=row.paper_note, cap_s=row.cap_s * args.cap_scale, runs=[])
