@@ -279,3 +279,12 @@ def test_baselines_get_their_own_init() -> None:
     assert rnn.nonlinearity == "relu" and torch.equal(rnn.weight_hh_l0.detach(), torch.eye(H))
     with pytest.raises(ValueError, match="init must be one of"):
         ModelConfig(input_size=2, output_size=1, baseline="rnn", init="chrono", t_max=10)
+
+
+@pytest.mark.parametrize("module", ["lstmkit.init", "lstmkit.train.defaults"])
+def test_docstring_examples_run(module: str) -> None:
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(module))
+    assert result.attempted > 0 and result.failed == 0

@@ -31,8 +31,8 @@ Example::
     >>> import torch, lstmkit
     >>> lstm = lstmkit.LSTM(2, 8)
     >>> _ = chrono_(lstm, t_max=1000, generator=torch.Generator().manual_seed(0))
-    >>> b_i, b_f = lstm.bias_ih_l0[:8], lstm.bias_ih_l0[8:16]
-    >>> bool(torch.equal(b_i, -b_f)), float(lstm.bias_hh_l0[:16].abs().max())
+    >>> b_i, b_f = lstm.bias_ih_l0.detach()[:8], lstm.bias_ih_l0.detach()[8:16]
+    >>> bool(torch.equal(b_i, -b_f)), float(lstm.bias_hh_l0.detach()[:16].abs().max())
     (True, 0.0)
 """
 
@@ -134,7 +134,7 @@ def forget_bias_(module: nn.Module, value: float) -> nn.Module:
     Example::
 
         >>> import lstmkit
-        >>> float(forget_bias_(lstmkit.LSTM(3, 4), 1.0).bias_ih_l0[4:8].min())
+        >>> float(forget_bias_(lstmkit.LSTM(3, 4), 1.0).bias_ih_l0.detach()[4:8].min())
         1.0
     """
     rows = gate_rows(module)
