@@ -1,6 +1,6 @@
-"""Entry point of ``python -m benchmarks``."""
+"""Entry point of ``python -m benchmarks`` (the same as ``lstmkit bench``)."""
 
-from .run import main
+from lstmkit.bench.run import main
 
 if __name__ == "__main__":
     raise SystemExit(main())

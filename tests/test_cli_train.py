@@ -16,7 +16,7 @@ import torch
 
 from lstmkit.cli import main
 from lstmkit.train import load_run
-from lstmkit.train.checkpoint import CHECKPOINT, STATE
+from lstmkit.train.checkpoint import CHECKPOINT, read_state
 
 TINY = [
     "adding",
@@ -149,7 +149,7 @@ def test_resume_with_other_model_is_refused(tmp_path: Path, capsys: pytest.Captu
     code, out, _ = run_cli(["train", "--resume", run, "--steps", "6", "--quiet"], capsys)
     assert code == 0 and json.loads(out)["steps"] == 6
     assert run_cli(["train", *TINY, "--steps", "2", "--out", run, "--overwrite"], capsys)[0] == 0
-    assert json.loads((tmp_path / "r" / STATE).read_text())["step"] == 2
+    assert read_state(tmp_path / "r")["step"] == 2
 
 
 @pytest.mark.parametrize(
@@ -220,7 +220,7 @@ def test_sigint_saves_a_loadable_checkpoint(tmp_path: Path) -> None:
     proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 120
-        while not (run / STATE).exists():  # the first checkpoint (step 3)
+        while not (run / CHECKPOINT).exists():  # the first checkpoint (step 3)
             assert time.monotonic() < deadline, "no checkpoint within 120 s"
             try:
                 proc.wait(timeout=0.05)  # a bounded poll; the process must still be running
@@ -235,7 +235,7 @@ def test_sigint_saves_a_loadable_checkpoint(tmp_path: Path) -> None:
     assert proc.returncode == 130, err
     assert "Traceback" not in err and "--resume" in err
     model, config = load_run(run)
-    step = json.loads((run / STATE).read_text())["step"]
+    step = read_state(run)["step"]
     assert step >= 3 and config.optim.steps == 1_000_000
     assert model.lstm.hidden_size == 8
 

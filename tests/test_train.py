@@ -14,7 +14,7 @@ import torch
 from lstmkit.tasks import make_task
 from lstmkit.tasks.base import Batch, Task
 from lstmkit.train import ModelConfig, OptimConfig, RunConfig, build_model, load_run
-from lstmkit.train.checkpoint import CHECKPOINT, METRICS, STATE, load_checkpoint, save_checkpoint
+from lstmkit.train.checkpoint import CHECKPOINT, METRICS, load_checkpoint, read_state, save_checkpoint
 from lstmkit.train.loop import TrainingInterrupted, evaluate, make_optimizer, seed_of, train
 
 
@@ -117,7 +117,7 @@ def test_train_checkpoint_eval(tmp_path: Path) -> None:
     cfg = tiny_config()
     result = train(cfg, tmp_path, quiet=True)
     assert result.step == 24 and result.sequences == 24 * 8
-    for name in (CHECKPOINT, STATE, "config.json", METRICS, "curve.png"):
+    for name in (CHECKPOINT, "config.json", METRICS, "curve.png"):
         assert (tmp_path / name).is_file(), name
     rows = rows_without_time(tmp_path)
     assert [r["step"] for r in rows] == [4, 8, 12, 16, 20, 24]
@@ -185,7 +185,7 @@ def test_sigint_mid_window_then_resume_equals_uninterrupted(tmp_path: Path) -> N
     with pytest.raises(TrainingInterrupted) as info:
         train(cfg, part, quiet=True, task=InterruptAt(make_task("adding", **TASK_ARGS), at_call=11))
     assert info.value.result.step == 11 and info.value.result.interrupted
-    state = json.loads((part / STATE).read_text())
+    state = read_state(part)
     assert state["step"] == 11 and state["window_steps"] == 3  # mid log window (log_every=4)
     assert signal.getsignal(signal.SIGINT) is handler_before  # handler restored
     train(cfg, part, quiet=True, resume=True)
@@ -200,7 +200,7 @@ def test_resume_refuses_different_config(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"model.hidden: checkpoint has 8, this run asks for 16"):
         train(other, tmp_path, quiet=True, resume=True)
     train(tiny_config(steps=16, eval_every=4), tmp_path, quiet=True, resume=True)  # budget/cadence may change
-    assert json.loads((tmp_path / STATE).read_text())["step"] == 16
+    assert read_state(tmp_path)["step"] == 16
 
 
 def test_optimizer_state_round_trips(tmp_path: Path) -> None:
@@ -238,9 +238,12 @@ def test_corrupted_and_truncated_checkpoints_are_refused(tmp_path: Path) -> None
     file.write_bytes(data[:8] + b"#" * 40 + data[48:])
     with pytest.raises(ValueError, match="bad header"):
         load_run(tmp_path)
-    file.write_bytes(data)
-    (tmp_path / STATE).write_text('{"step": 3')
-    with pytest.raises(ValueError, match=r"cannot read training state .*state.json"):
+    flipped = bytearray(data)
+    flipped[-3] ^= 0x01  # one bit inside the tensor data
+    file.write_bytes(bytes(flipped))
+    with pytest.raises(ValueError, match="checksum mismatch"):
+        load_run(tmp_path)
+    with pytest.raises(ValueError, match="checksum mismatch"):
         train(tiny_config(steps=8), tmp_path, quiet=True, resume=True)
     with pytest.raises(ValueError, match="no checkpoint at"):
         load_run(tmp_path / "missing")

@@ -107,7 +107,7 @@ def test_cell_wrong_input() -> None:
         ({"dropout": -0.1}, ValueError, re.escape("dropout must be in [0, 1]; got -0.1")),
         ({"proj_size": 20}, ValueError, re.escape("proj_size must be 0 or in [1, hidden_size=20); got 20")),
         ({"proj_size": -1}, ValueError, "proj_size must be 0 or in"),
-        ({"bidirectional": 1}, TypeError, "bidirectional must be a bool; got int 1"),
+        ({"bidirectional": 2}, TypeError, re.escape("bidirectional must be a bool (or 0 / 1); got int 2")),
         ({"spec": "bogus"}, ValueError, "unknown spec preset 'bogus'"),
         ({"recurrent_dropout": 1.0}, ValueError, re.escape("recurrent_dropout must be in [0, 1); got 1.0")),
         ({"zoneout": (0.1, 1.2)}, ValueError, re.escape("zoneout[1] (hidden) must be in [0, 1); got 1.2")),

@@ -416,7 +416,8 @@ def test_weight_drop_one_mask_per_call(monkeypatch: pytest.MonkeyPatch) -> None:
     kept = w_used != 0
     assert abs((~kept).double().mean().item() - p) < 0.05
     torch.testing.assert_close(w_used[kept], w_orig[kept] / (1 - p), atol=1e-12, rtol=0)
-    ref = model.to_torch()
+    ref = torch.nn.LSTM(I, 50, dtype=DT)  # to_torch() refuses weight_drop in training mode
+    ref.load_state_dict(model.state_dict())
     with torch.no_grad():
         ref.weight_hh_l0.copy_(w_used)
     torch.testing.assert_close(out, ref(x)[0], atol=1e-10, rtol=0)  # same mask at every step
@@ -438,8 +439,9 @@ def test_forget_bias_shifts_forget_rows_only() -> None:
             assert torch.equal(q[:H], p[:H]) and torch.equal(q[2 * H :], p[2 * H :])
         else:
             assert torch.equal(p, q), name
-    cifg = lstmkit.LSTM(I, H, spec="nfg", forget_bias=1.0)  # no forget rows: nothing to shift
-    assert cifg.bias_ih_l0.shape == (3 * H,)
+    for spec in ("nfg", "cifg"):  # no forget rows: refused, never dropped silently
+        with pytest.raises(ValueError, match="forget_bias=1.0 needs a forget gate"):
+            lstmkit.LSTM(I, H, spec=spec, forget_bias=1.0)
 
 
 def test_plain_spec_takes_the_native_kernel(monkeypatch: pytest.MonkeyPatch) -> None:

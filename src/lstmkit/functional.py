@@ -163,6 +163,25 @@ def reverse_padded(x: Tensor, lengths: Tensor | None) -> Tensor:
     return x.gather(0, idx.unsqueeze(-1).expand_as(x))
 
 
+def check_lengths(lengths: Tensor | None, T: int, B: int) -> None:
+    """``lengths`` must be None or a (B,) integer tensor with every value in [0, T].
+
+    The values are checked in eager mode only: while a graph is captured they are data the
+    graph does not know yet.
+    """
+    if lengths is None:
+        return
+    if not isinstance(lengths, Tensor) or lengths.dtype.is_floating_point or lengths.dtype == torch.bool:
+        got = lengths.dtype if isinstance(lengths, Tensor) else type(lengths).__name__
+        raise TypeError(f"lengths must be an integer tensor of shape ({B},); got {got}")
+    if tuple(lengths.shape) != (B,):
+        raise ValueError(f"lengths must have shape ({B},); got {tuple(lengths.shape)}: one length per sequence")
+    if B and not torch.compiler.is_compiling():
+        low, high = int(lengths.min()), int(lengths.max())
+        if low < 0 or high > T:
+            raise ValueError(f"lengths must lie in [0, T={T}]; got values from {low} to {high}")
+
+
 def _zone(keep: Tensor | float | None, t: int, prev: Tensor, new: Tensor) -> Tensor:
     if keep is None:
         return new
@@ -192,8 +211,8 @@ def lstm_layer(
         c0: (B, H) initial cell state.
         w: the layer's parameters.
         spec: what each step computes.
-        lengths: (B,) int64 valid lengths, or None when every sequence has length T. Steps past
-            a length leave the state unchanged and output zeros.
+        lengths: (B,) integer valid lengths in [0, T], or None when every sequence has length T.
+            Steps past a length leave the state unchanged and output zeros.
         reverse: run each sequence from its last valid step back to its first.
         recurrent_mask: (B, R) variational dropout mask for h_{t-1} (scaled by 1/(1-p)),
             the same at every step.
@@ -203,6 +222,7 @@ def lstm_layer(
         zoneout_hidden: the same for the hidden state, (T, B, R) or a float.
         record: also return every step's gates.
     """
+    check_lengths(lengths, x.shape[0], x.shape[1])
     if reverse:
         x = reverse_padded(x, lengths)
         if isinstance(zoneout_cell, Tensor):

@@ -59,6 +59,7 @@ OPTIM_FIELDS = (
     "eval_every",
     "log_every",
     "checkpoint_every",
+    "on_nan",
     "patience",
 )
 
@@ -146,6 +147,12 @@ def add_model_flags(p: argparse.ArgumentParser) -> None:
     )
     o.add_argument(
         "--no-stop", dest="no_stop", action="store_true", help="keep training after the task's success criterion is met"
+    )
+    o.add_argument(
+        "--on-nan",
+        dest="on_nan",
+        choices=("stop", "skip"),
+        help="a non-finite loss or gradient stops the run (default, exit status 3) or skips that step's update",
     )
     o.add_argument("--seed", type=int, help="seed of the weights, the batches and the masks")
 

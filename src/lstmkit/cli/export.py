@@ -15,6 +15,7 @@ import argparse
 import json
 from typing import Any
 
+from .common import add_run_argument
 from .errors import CLIError
 
 
@@ -27,7 +28,7 @@ def register(subparsers: Any) -> None:
         "is checked with onnx.checker and, when onnxruntime is installed, run on inputs from the task's test "
         "set and compared with PyTorch (error above 1e-5 fails). --core-only exports the LSTM alone.",
     )
-    p.add_argument("checkpoint", help="run directory or its checkpoint.safetensors")
+    add_run_argument(p)
     p.add_argument("--onnx", required=True, metavar="PATH", help="where to write the .onnx file")
     p.add_argument("--opset", type=int, help="ONNX opset (default 17)")
     p.add_argument("--batch", type=int, default=8, help="test inputs to verify on (default 8)")
@@ -50,8 +51,8 @@ def run_export(args: argparse.Namespace) -> int:
         if getattr(args, name) <= 0:
             raise CLIError(f"--{name} must be a positive int; got {getattr(args, name)}")
     try:
-        model, config = load_run(args.checkpoint)
-        best = load_best(args.checkpoint, model)
+        model, config = load_run(args.run)
+        best = load_best(args.run, model)
     except (ValueError, OSError) as err:
         raise CLIError(str(err)) from None
     core = getattr(model, "lstm", None)

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .common import add_run_argument, run_folder
 from .errors import CLIError
 
 
@@ -26,11 +27,11 @@ def register(subparsers: Any) -> None:
         description="Record the gates of a trained model on its test set (or a file) and write "
         "gates_l{k}.png, horizon_l{k}.png, means_l{k}.png per layer/direction and summary.json.",
     )
-    p.add_argument("checkpoint", metavar="CHECKPOINT", help="run directory or checkpoint.safetensors")
+    add_run_argument(p)
     source = p.add_mutually_exclusive_group()
     source.add_argument("--input", metavar="FILE", help=".npy or .csv array: (T, I) or (B, T, I)")
     source.add_argument("--task", metavar="NAME", help="use this task's test set (default: the checkpoint's task)")
-    p.add_argument("--out", metavar="DIR", required=True, help="folder for the PNGs and summary.json")
+    p.add_argument("--out", metavar="DIR", help="folder for the PNGs and summary.json, created (default: RUN/inspect)")
     p.add_argument("--sequence", type=int, default=0, help="batch index drawn in the heatmaps (default: 0)")
     p.add_argument("--max-sequences", type=int, default=256, help="use at most this many test sequences (default: 256)")
     p.add_argument("--start", type=int, default=0, help="step the memory horizon starts at (default: 0)")
@@ -128,7 +129,7 @@ def run(args: argparse.Namespace) -> int:
     if args.start < 0:
         raise CLIError(f"--start must be >= 0; got {args.start}")
     try:
-        model, config = load_run(args.checkpoint)
+        model, config = load_run(args.run)
     except ValueError as err:
         raise CLIError(str(err)) from None
     if not isinstance(model.lstm, LSTM):
@@ -157,7 +158,7 @@ def run(args: argparse.Namespace) -> int:
             model.lstm,
             inputs.float(),
             lengths,
-            args.out,
+            args.out or run_folder(args.run) / "inspect",
             sequence=args.sequence,
             start=args.start,
             meta=meta,

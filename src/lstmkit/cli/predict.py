@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ import torch
 from ..train.checkpoint import load_run
 from ..train.generate import sample_tokens
 from . import _runargs
+from .common import add_run_argument, run_folder
 from .errors import CLIError
 
 
@@ -24,7 +26,7 @@ def register(subparsers: Any) -> None:
         help="generate text from a trained character model",
         description="Continue a prime text with characters sampled from a charlm run.",
     )
-    s.add_argument("run", help="run directory or checkpoint file")
+    add_run_argument(s)
     s.add_argument("--length", type=int, default=200, help="characters to generate (default: 200)")
     s.add_argument("--prime", default="The ", help="text to start from (default: 'The ')")
     s.add_argument("--temperature", type=float, default=0.8, help="softmax temperature; 0 = most likely (default 0.8)")
@@ -38,11 +40,11 @@ def register(subparsers: Any) -> None:
         "history, truth and prediction against the dates, print MASE/MAE/RMSE/sMAPE next to the naive and "
         "seasonal naive forecasts, and with --future N forecast N steps past the end of the data into a CSV.",
     )
-    f.add_argument("run", help="run directory or checkpoint file")
-    f.add_argument("--out", default="forecast.png", help="PNG to write (default: forecast.png)")
+    add_run_argument(f)
+    f.add_argument("--out", help="PNG to write, folders created (default: RUN/forecast.png)")
     f.add_argument("--csv", help="another CSV file with the same columns (normalised with the training stats)")
     f.add_argument("--future", type=int, metavar="N", help="also forecast N steps past the last row")
-    f.add_argument("--future-csv", default="future.csv", help="CSV for --future (default: future.csv)")
+    f.add_argument("--future-csv", help="CSV for --future, folders created (default: RUN/future.csv)")
     f.set_defaults(func=run_forecast)
 
 
@@ -69,11 +71,25 @@ def run_sample(args: argparse.Namespace) -> int:
     try:
         vocab = getattr(task, "vocab", None)
         unknown = (0,) if isinstance(vocab, str) and task.vocab_size == len(vocab) + 1 else ()  # id 0: unknown
+        _warn_unknown_characters(args.prime, vocab)
         ids = sample_tokens(model, task.encode(args.prime), args.length, args.temperature, gen, banned=unknown)
     except ValueError as err:
         raise CLIError(str(err)) from None
     print(args.prime + task.decode(ids))
     return 0
+
+
+def _warn_unknown_characters(prime: str, vocab: object) -> None:
+    """Name the prime's characters the model never saw (they are read as the unknown symbol)."""
+    if not isinstance(vocab, str):
+        return
+    unseen = sorted(set(prime) - set(vocab))
+    if unseen:
+        shown = ", ".join(repr(ch) for ch in unseen)
+        print(
+            f"lstmkit sample: warning: the prime holds characters this model never saw, read as unknown: {shown}",
+            file=sys.stderr,
+        )
 
 
 def run_forecast(args: argparse.Namespace) -> int:
@@ -92,10 +108,12 @@ def run_forecast(args: argparse.Namespace) -> int:
         raise CLIError(f"{args.run} is a {config.task!r} run; forecast needs a forecasting run (task 'forecast')")
     if args.future is not None and args.future <= 0:
         raise CLIError(f"--future must be a positive int; got {args.future}")
+    args.out = args.out or str(run_folder(args.run) / "forecast.png")
+    args.future_csv = args.future_csv or str(run_folder(args.run) / "future.csv")
     for name in ("out", "future_csv"):
-        parent = Path(getattr(args, name)).parent
-        if not parent.exists():
-            raise CLIError(f"--{name.replace('_', '-')} {getattr(args, name)}: directory {parent} does not exist")
+        target = Path(getattr(args, name))
+        if target.is_dir():
+            raise CLIError(f"--{name.replace('_', '-')} {target} is a folder; give a file name")
     try:
         best = load_best(args.run, model)
         series = forecast_test_windows(model, task)
@@ -108,6 +126,7 @@ def run_forecast(args: argparse.Namespace) -> int:
     for prefix, key in (("", "prediction"), ("naive_", "naive"), ("snaive_", "snaive")):
         report.update({prefix + k: v for k, v in task.errors(series[key], series["truth"]).items()})
     if future is not None:
+        Path(args.future_csv).parent.mkdir(parents=True, exist_ok=True)
         write_future_csv(args.future_csv, task, *future)
         report["future_csv"] = args.future_csv
     print(json.dumps(report, indent=1))

@@ -1,7 +1,10 @@
 """``lstmkit train`` and ``lstmkit eval``: thin calls into :mod:`lstmkit.train`.
 
-Exit status: 0 done, 2 bad arguments or files (one line on stderr), 130 interrupted by Ctrl-C
-(the checkpoint is saved first, so ``lstmkit train --resume DIR`` continues the run exactly).
+Exit status: 0 done; 2 bad arguments or files, a run directory in use by another training, or a
+file that cannot be written (full disk, read-only folder; one line on stderr, the run stays
+resumable); 3 training diverged (non-finite loss, gradient or weights; the last good checkpoint
+stays); 130 interrupted by Ctrl-C (the first Ctrl-C saves the checkpoint first, a second one
+stops at once but never cuts a checkpoint commit, so ``lstmkit train --resume DIR`` continues).
 """
 
 from __future__ import annotations
@@ -16,12 +19,15 @@ from typing import Any
 from ..tasks.base import Task
 from ..train import checkpoint
 from ..train.config import RunConfig
+from ..train.guard import finite_or_none
 from . import _runargs
+from .common import add_run_argument
 from .errors import CLIError
 
-RUN_FILES = (
-    checkpoint.CHECKPOINT, checkpoint.STATE, checkpoint.CONFIG, checkpoint.METRICS, "curve.png", "best.safetensors",
-)  # fmt: skip
+DIVERGED = 3
+"""Exit status of a run stopped by a non-finite loss, gradient or weight."""
+INTERRUPTED = 130
+"""Exit status after Ctrl-C (128 + SIGINT, as shells report it)."""
 
 
 def register(subparsers: Any) -> None:
@@ -29,9 +35,15 @@ def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "train",
         help="train a model on a task (saves config, metrics, checkpoint, curve)",
-        description="Train a sequence model on a task. Exit status 130 after Ctrl-C (checkpoint saved).",
+        description="Train a sequence model on a task. Exit status 2 on bad arguments, a run directory in use or "
+        "a file that cannot be written; 3 when the loss, a gradient or the weights stop being finite (the last "
+        "good checkpoint stays); 130 after Ctrl-C (checkpoint saved).",
+        epilog=task_defaults_text(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("task", nargs="?", help="task name (omit with --resume)")
+    p.add_argument(
+        "task", nargs="?", metavar="TASK", help="task name, listed below with its defaults (omit with --resume)"
+    )
     p.add_argument("--out", help="run directory (default: runs/TASK)")
     p.add_argument("--resume", metavar="DIR", help="continue the run saved in DIR (to a larger --steps if given)")
     p.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
@@ -51,7 +63,7 @@ def register(subparsers: Any) -> None:
         help="print the test metrics of a trained run as JSON",
         description="Evaluate a run's checkpoint on its task's test set (task flags override).",
     )
-    e.add_argument("run", help="run directory or checkpoint file")
+    add_run_argument(e)
     e.add_argument("--threads", type=int, help="torch CPU threads")
     _runargs.add_task_flags(e)
     e.set_defaults(func=run_eval)
@@ -68,8 +80,6 @@ def _threads(n: int | None) -> None:
 
 def run_train(args: argparse.Namespace) -> int:
     """``lstmkit train``."""
-    from ..train.loop import TrainingInterrupted, train
-
     _threads(args.threads)
     if args.resume:
         run_dir = Path(args.resume)
@@ -89,40 +99,74 @@ def run_train(args: argparse.Namespace) -> int:
         task_args = task.config() or task_args
         config = _runargs.build_config(args, args.task, task, task_args)
         run_dir = Path(args.out or f"runs/{args.task}")
-        if (run_dir / checkpoint.CHECKPOINT).exists():
-            if not args.overwrite:
-                raise CLIError(f"{run_dir} already holds a run; use --resume {run_dir}, --overwrite or another --out")
-            for name in RUN_FILES:
-                (run_dir / name).unlink(missing_ok=True)
-        elif run_dir.exists() and not run_dir.is_dir():
+        if run_dir.exists() and not run_dir.is_dir():
             raise CLIError(f"--out {run_dir} is a file, not a directory")
-    if hasattr(task, "describe"):  # what was read from the user's file, and what was filled or dropped
+    speak = _main_process()  # under torchrun only rank 0 prints
+    if speak and hasattr(task, "describe"):  # what was read from the user's file, and what was filled or dropped
         print(f"data: {json.dumps(task.describe())}", file=sys.stderr)
-    if not args.quiet:
+    if speak and not args.quiet:
         print(
             f"run {run_dir}: {config.task}, {config.model.baseline} H={config.model.hidden}, "
             f"{config.optim.optimizer} lr={config.optim.lr}, batch {config.optim.batch_size}, "
             f"up to {config.optim.steps} steps",
             file=sys.stderr,
         )
-    try:
-        result = train(config, run_dir, task=task, resume=bool(args.resume), quiet=args.quiet)
-    except TrainingInterrupted as stop:
-        print(
-            f"interrupted at step {stop.result.step}; checkpoint saved; continue with: "
-            f"lstmkit train --resume {run_dir}",
-            file=sys.stderr,
-        )
-        return 130
-    except ValueError as err:
-        raise CLIError(str(err)) from None
-    if int(os.environ.get("RANK", "0")) != 0:  # only the main process of a torchrun run prints
+    result = _train(config, run_dir, task, args)
+    if isinstance(result, int):
+        return result
+    if not speak:
         return 0
     report = summary(config, task, result)
-    print(json.dumps(report, indent=1))
+    print(json.dumps(finite_or_none(report), indent=1, allow_nan=False))  # strict JSON: inf/NaN -> null
     if not args.quiet:
         print(headline(report), file=sys.stderr)
     return 0
+
+
+def task_defaults_text() -> str:
+    """The tasks ``train`` knows and the settings each starts from (from :mod:`lstmkit.train.defaults`)."""
+    from ..tasks import TASKS
+    from ..train.defaults import defaults_for
+
+    lines = ["tasks and their defaults (every flag overrides them):"]
+    for name, cls in TASKS.items():
+        d = defaults_for(name)
+        init = d.get("init") or ("forget bias " + str(d["forget_bias"]) if d.get("forget_bias") else "torch's")
+        summary = (cls.__doc__ or "").strip().splitlines()[0].rstrip(".").replace("``", "") if cls.__doc__ else ""
+        lines.append(f"  {name:<9} {summary}")
+        lines.append(
+            f"  {'':<9} hidden {d['hidden']}, {d['optimizer']} lr {d['lr']:g}, batch {d['batch_size']}, "
+            f"up to {d['steps']} steps, test every {d['eval_every']}, init {init}"
+        )
+    return "\n".join(lines)
+
+
+def _main_process() -> bool:
+    """True except in the non-zero ranks of a torchrun run, which train silently."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def _train(config: RunConfig, run_dir: Path, task: Any, args: argparse.Namespace) -> Any:
+    """``train`` with every way it can stop turned into one line and an exit status."""
+    from ..train.loop import RunLocked, TrainingDiverged, TrainingInterrupted, train
+
+    resume = f"lstmkit train --resume {run_dir}"
+    try:
+        return train(config, run_dir, task=task, resume=bool(args.resume), overwrite=args.overwrite, quiet=args.quiet)
+    except TrainingInterrupted as stop:
+        print(f"interrupted at step {stop.result.step}; checkpoint saved; continue with: {resume}", file=sys.stderr)
+        return INTERRUPTED
+    except KeyboardInterrupt:
+        print(f"stopped by a second Ctrl-C; the last checkpoint is kept; continue with: {resume}", file=sys.stderr)
+        return INTERRUPTED
+    except TrainingDiverged as err:
+        print(f"lstmkit train: {err}", file=sys.stderr)
+        return DIVERGED
+    except OSError as err:
+        where = f" {err.filename}" if err.filename else ""
+        raise CLIError(f"cannot write the run{where}: {err.strerror or err}; once fixed: {resume}") from None
+    except (ValueError, RunLocked) as err:
+        raise CLIError(str(err)) from None
 
 
 def headline(report: dict[str, Any]) -> str:
@@ -188,14 +232,17 @@ def _saved_config(run_dir: Path) -> RunConfig:
 def run_eval(args: argparse.Namespace) -> int:
     """``lstmkit eval``."""
     from ..train.best import load_best
+    from ..train.guard import all_finite
     from ..train.loop import check_fits, evaluate
 
     _threads(args.threads)
     try:
         model, config = checkpoint.load_run(args.run)
         load_best(args.run, model)  # the best validation weights, for tasks that keep them
-    except ValueError as err:
+    except (ValueError, OSError) as err:
         raise CLIError(str(err)) from None
+    if not all_finite(model.parameters()):
+        raise CLIError(f"{args.run} holds non-finite weights (a diverged run); evaluate an earlier checkpoint")
     task_args = _runargs.task_args_from(args, config.task, config.task_args)
     task = _runargs.build_task(config.task, task_args)
     try:
@@ -203,16 +250,7 @@ def run_eval(args: argparse.Namespace) -> int:
         metrics = evaluate(model, task)
     except ValueError as err:
         raise CLIError(str(err)) from None
-    print(
-        json.dumps(
-            {
-                "run": args.run,
-                "task": config.task,
-                "task_args": task_args,
-                "test": metrics,
-                "solved": bool(task.solved(metrics)),
-            },
-            indent=1,
-        )
-    )
+    report = {"run": args.run, "task": config.task, "task_args": task_args, "test": metrics}
+    report["solved"] = bool(task.solved(metrics))
+    print(json.dumps(finite_or_none(report), indent=1, allow_nan=False))  # strict JSON: inf/NaN -> null
     return 0

@@ -1,4 +1,4 @@
-"""Moving models in and out of lstmkit: ONNX export and Keras weights.
+"""Moving models in and out of lstmkit: torch.nn modules, ONNX export and Keras weights.
 
 Nothing here imports ``onnx``, ``onnxruntime`` or ``keras`` at import time; each function
 imports what it needs when called (Keras weights are plain arrays and need no Keras at all).
@@ -10,16 +10,25 @@ Example::
     >>> model = lstmkit.LSTM.from_keras(keras_layer.get_weights())             # doctest: +SKIP
 """
 
-from .keras import keras_layer_kwargs, keras_weights, lstm_from_keras
+from . import aliases
+from .keras import KerasWeights, keras_layer_kwargs, keras_weights, lstm_from_keras
 from .onnx_export import OnnxExport, export_onnx
 from .onnx_model import SeriesNormalization, export_model_onnx
+from .torch_nn import cell_from_torch, cell_to_torch, lstm_from_torch, lstm_to_torch
+
+aliases.attach()  # LSTM.from_torch, model.to_torch(), LSTM.from_keras, ... (modules cannot import interop)
 
 __all__ = [
+    "KerasWeights",
     "OnnxExport",
     "SeriesNormalization",
+    "cell_from_torch",
+    "cell_to_torch",
     "export_model_onnx",
     "export_onnx",
     "keras_layer_kwargs",
     "keras_weights",
     "lstm_from_keras",
+    "lstm_from_torch",
+    "lstm_to_torch",
 ]

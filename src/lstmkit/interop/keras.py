@@ -25,6 +25,7 @@ from torch import Tensor
 from ..modules import base
 from ..modules.lstm import LSTM
 from ..spec import CellSpec
+from .torch_nn import torch_incompatibilities
 
 KERAS_TO_SPEC = {
     "tanh": "tanh",
@@ -36,6 +37,17 @@ KERAS_TO_SPEC = {
 }
 """Keras activation name -> :class:`CellSpec` activation name."""
 SPEC_TO_KERAS = {v: k for k, v in KERAS_TO_SPEC.items()}
+
+
+class KerasWeights(list):
+    """The list :func:`keras_weights` returns (what ``keras_layer.set_weights`` takes), carrying what
+    the arrays alone do not say about the model they came from, so that :func:`lstm_from_keras` gives
+    back the same function: ``batch_first``, ``bidirectional`` and the two Keras activation names."""
+
+    batch_first: bool = True
+    bidirectional: bool = False
+    activation: str = "tanh"
+    recurrent_activation: str = "sigmoid"
 
 
 def _is_array(value: object) -> bool:
@@ -81,11 +93,11 @@ def _activation(kind: str, name: str) -> str:
 def lstm_from_keras(
     weights: Any,
     *,
-    bidirectional: bool = False,
+    bidirectional: bool | None = None,
     go_backwards: bool = False,
-    activation: str = "tanh",
-    recurrent_activation: str = "sigmoid",
-    batch_first: bool = True,
+    activation: str | None = None,
+    recurrent_activation: str | None = None,
+    batch_first: bool | None = None,
     cls: type[LSTM] = LSTM,
     **kwargs: Any,
 ) -> LSTM:
@@ -100,6 +112,9 @@ def lstm_from_keras(
     ``activation`` / ``recurrent_activation`` are the Keras layer's (defaults ``"tanh"`` and
     ``"sigmoid"``, Keras 3's). ``batch_first`` defaults to True, Keras' (B, T, I) layout; other
     keyword arguments go to the constructor (e.g. ``dtype``). The model is in evaluation mode.
+    Weights from :func:`keras_weights` (a :class:`KerasWeights`) bring their model's
+    ``batch_first``, ``bidirectional`` and activations as the defaults, so a round trip gives
+    back the same function.
 
     A lone Keras layer with ``go_backwards=True`` reads time backwards and returns its outputs in
     that order: it equals ``model(x.flip(1))`` of the model built with ``go_backwards=False``
@@ -111,6 +126,14 @@ def lstm_from_keras(
         >>> model = lstmkit.LSTM.from_keras(layer.get_weights())
         >>> out, (h_n, c_n) = model(x)                                # out == layer(x)
     """
+    if isinstance(weights, KerasWeights):  # from keras_weights: the model's own settings
+        batch_first = weights.batch_first if batch_first is None else batch_first
+        bidirectional = weights.bidirectional if bidirectional is None else bidirectional
+        activation = activation or weights.activation
+        recurrent_activation = recurrent_activation or weights.recurrent_activation
+    batch_first = True if batch_first is None else batch_first
+    bidirectional = bool(bidirectional)
+    activation, recurrent_activation = activation or "tanh", recurrent_activation or "sigmoid"
     if go_backwards and not bidirectional:
         raise ValueError(
             "lstmkit.LSTM has no backwards-only direction: a Keras LSTM with go_backwards=True equals "
@@ -218,14 +241,22 @@ def _check_keras_expressible(model: LSTM) -> None:
         )
     if model.proj_size:
         raise ValueError(f"Keras' LSTM has no projection; this model has proj_size={model.proj_size}")
+    regularisers = [r for r in torch_incompatibilities(model) if not r.startswith("spec ")]
+    if regularisers:
+        raise ValueError(
+            "Keras weights cannot carry what this model computes besides its weights: it has " + "; ".join(regularisers)
+        )
 
 
-def keras_weights(model: LSTM) -> list[Any]:
+def keras_weights(model: LSTM) -> KerasWeights:
     """The Keras ``get_weights()`` list(s) of ``model``: for one layer ``[kernel, recurrent_kernel,
     bias]`` (forward then backward with ``bidirectional``), for several layers a list of those.
 
     ``kernel = weight_ih.T`` (I, 4H), ``recurrent_kernel = weight_hh.T`` (H, 4H),
-    ``bias = bias_ih + bias_hh`` (4H,); numpy arrays of the parameters' dtype.
+    ``bias = bias_ih + bias_hh`` (4H,); numpy arrays of the parameters' dtype, in a
+    :class:`KerasWeights` list that remembers ``batch_first``, ``bidirectional`` and the activations.
+    Refuses (ValueError, naming why) a model Keras' LSTM cannot compute: another spec, a
+    projection, zoneout, or in training mode recurrent dropout or weight drop.
 
     Example::
 
@@ -241,4 +272,8 @@ def keras_weights(model: LSTM) -> list[Any]:
             if w.bias_ih is not None and w.bias_hh is not None:
                 arrays.append((w.bias_ih + w.bias_hh).detach().cpu().numpy())
         layers.append(arrays)
-    return layers[0] if len(layers) == 1 else layers
+    out = KerasWeights(layers[0] if len(layers) == 1 else layers)
+    out.batch_first, out.bidirectional = model.batch_first, model.bidirectional
+    out.activation = SPEC_TO_KERAS[model.spec.cell_activation]
+    out.recurrent_activation = SPEC_TO_KERAS[model.spec.gate_activation]
+    return out

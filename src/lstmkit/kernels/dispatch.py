@@ -1,4 +1,6 @@
-"""Pick a kernel for a call: native for the plain cell, compiled otherwise, reference as fallback."""
+"""Pick a kernel for a call: native for the plain cell, compiled otherwise, reference as fallback.
+
+Only "auto" falls back; a kernel asked for by name runs or raises."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ from torch import Tensor
 from ..functional import LayerResult, LayerWeights, lstm_layer
 from ..spec import CellSpec
 
-KERNELS = ("auto", "native", "compiled", "reference")
+KERNELS = ("auto", "native", "compiled", "triton", "reference")
 _forced: list[str] = []
 
 
@@ -38,9 +40,19 @@ def use(kernel: str) -> Iterator[None]:
         _forced.pop()
 
 
+class KernelUnavailable(RuntimeError):
+    """A kernel asked for by name (:func:`use`, ``LSTMKIT_KERNEL``) cannot run this call."""
+
+
 def available() -> dict[str, bool]:
     """Which kernels can run in this process."""
-    return {"native": True, "compiled": _compiled_available(), "reference": True}
+    return {"native": True, "compiled": _compiled_available(), "triton": _gpu_available("cuda"), "reference": True}
+
+
+def _gpu_available(device: str) -> bool:
+    from . import gpu
+
+    return gpu.is_available(device)
 
 
 def _compiled_available() -> bool:
@@ -51,24 +63,49 @@ def _compiled_available() -> bool:
     return compiled.is_available()
 
 
-def capturing_graph() -> bool:
-    """True inside ``torch.jit.trace`` or ``torch.export``: they record tensor operations, and the
-    compiled kernel is one opaque extension call, so layers run on the reference loop there."""
-    return torch.jit.is_tracing() or torch.compiler.is_exporting()
+def _compiled_error() -> str:
+    from . import compiled
+
+    return str(compiled._state.get("error") or "unknown reason")
 
 
 def choose(spec: CellSpec, *, record: bool, per_step_regularised: bool) -> str:
-    """The kernel that runs a layer: "native" for the plain spec without recording or
-    per-step regularisers, else "compiled" when it can be built (and no graph is being
-    captured), else "reference"."""
+    """The kernel that runs a layer.
+
+    "auto" (the default): "native" for the plain spec without recording or per-step
+    regularisers, else "compiled" when it can be built, else "reference". While
+    ``torch.compile`` or ``torch.export`` captures a graph, "compiled" (one custom-op node per
+    layer-direction, T symbolic) is preferred for every spec; inside ``torch.jit.trace`` the
+    reference loop (plain tensor operations, a trace that serialises on its own) or native.
+    A kernel asked for by name runs or raises :class:`KernelUnavailable` with the reason.
+    """
     want = requested()
-    if want == "reference":
-        return "reference"
-    if spec.is_plain and not record and not per_step_regularised and want in ("auto", "native"):
+    plain = spec.is_plain and not record and not per_step_regularised
+    if want in ("reference", "triton"):
+        return want
+    if want == "native":
+        if not plain:
+            why = [
+                *([f"spec {spec}"] if not spec.is_plain else []),
+                *(["recorded gates"] if record else []),
+                *(["per-step regularisers (recurrent_dropout or zoneout)"] if per_step_regularised else []),
+            ]
+            raise KernelUnavailable(
+                "kernel 'native' (torch's fused LSTM) runs only the plain cell without recorded gates or "
+                f"per-step regularisers; this call has {', '.join(why)}: use 'auto', 'compiled' or 'reference'"
+            )
         return "native"
-    if want in ("auto", "compiled") and not capturing_graph() and _compiled_available():
+    if want == "compiled":
+        if not _compiled_available():
+            raise KernelUnavailable(f"kernel 'compiled' was asked for but could not be built: {_compiled_error()}")
         return "compiled"
-    return "reference"
+    if torch.jit.is_tracing():
+        return "native" if plain else "reference"
+    if plain and not torch.compiler.is_compiling():
+        return "native"
+    if _compiled_available() or _gpu_available("cuda"):
+        return "compiled"  # run_layer sends CUDA tensors to the Triton kernel
+    return "native" if plain else "reference"
 
 
 def run_layer(
@@ -81,9 +118,19 @@ def run_layer(
     **options: object,
 ) -> LayerResult:
     """Run one layer-direction on the chosen step kernel ("compiled" or "reference");
-    arguments as :func:`lstmkit.functional.lstm_layer`."""
+    arguments as :func:`lstmkit.functional.lstm_layer`. "compiled" falls back to the reference
+    loop for tensors the C++ kernel does not take (another device, a dtype other than float32 and
+    float64) only under "auto"; asked for by name, it raises :class:`KernelUnavailable`."""
+    if kernel == "triton" or (kernel == "compiled" and x.device.type == "cuda" and _gpu_available("cuda")):
+        from . import gpu  # Triton: CUDA tensors, or CPU tensors under TRITON_INTERPRET=1 when asked by name
+
+        return gpu.lstm_layer(x, h0, c0, w, spec, **options)
     if kernel == "compiled":
         from . import compiled
 
-        return compiled.lstm_layer(x, h0, c0, w, spec, **options)  # type: ignore[arg-type]
+        reason = compiled.unsupported_reason(x, h0, c0, w) if _compiled_available() else _compiled_error()
+        if reason is None:
+            return compiled.lstm_layer(x, h0, c0, w, spec, **options)  # type: ignore[arg-type]
+        if requested() == "compiled":
+            raise KernelUnavailable(f"kernel 'compiled' cannot run this call: {reason}")
     return lstm_layer(x, h0, c0, w, spec, **options)  # type: ignore[arg-type]

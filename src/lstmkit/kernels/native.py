@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import torch
 from torch import _VF, Tensor
 
 
+@torch.compiler.disable(recursive=True)
 def native_lstm(
     x: Tensor,
     hx: tuple[Tensor, Tensor],
@@ -23,6 +25,10 @@ def native_lstm(
     ``x`` is (T, B, I) ((B, T, I) with ``batch_first``), or the data of a PackedSequence when ``batch_sizes`` is
     given; ``hx`` (L*D, B, R) and (L*D, B, H), batch in the order of ``x``; ``flat_weights`` in
     ``torch.nn.LSTM``'s order. Returns (output, h_n, c_n).
+
+    ``torch.compile`` runs this call eagerly (a graph break), as it does ``torch.nn.LSTM``
+    (dynamo's ``allow_rnn`` is off by default): traced, ``_VF.lstm`` reaches oneDNN's
+    ``mkldnn_rnn_layer``, which has no fake implementation when no input requires grad.
     """
     if batch_sizes is None:
         out, h, c = _VF.lstm(x, hx, flat_weights, bias, num_layers, dropout, training, bidirectional, batch_first)

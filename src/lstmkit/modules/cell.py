@@ -42,7 +42,8 @@ class LSTMCell(nn.Module):
 
     Shapes: input (B, I) or (I,); ``hx`` = (h, c), each (B, H) or (H,), zeros when omitted.
     With ``full_gate_recurrence`` ``hx`` may carry a third tensor (B, n*H): the previous step's
-    i, f, o (:meth:`gates` returns them). Returns (h_1, c_1).
+    i, f, o (:meth:`gates` returns them). Returns (h_1, c_1). ``cell_from_torch`` /
+    ``cell_to_torch`` of :mod:`lstmkit.interop` convert (also ``LSTMCell.from_torch``, ``cell.to_torch()``).
 
     Example::
 
@@ -71,13 +72,9 @@ class LSTMCell(nn.Module):
         super().__init__()
         self.input_size = validate.positive_int("input_size", input_size)
         self.hidden_size = validate.positive_int("hidden_size", hidden_size)
-        if not isinstance(bias, bool):
-            raise TypeError(f"bias must be a bool; got {type(bias).__name__}")
-        self.bias = bias
+        self.bias = bias = validate.flag("bias", bias)
         self.spec = resolve_spec(spec)
-        if forget_bias and not bias:
-            raise ValueError(f"forget_bias={forget_bias} needs bias=True")
-        self.forget_bias = float(forget_bias)
+        self.forget_bias = validate.forget_bias(forget_bias, self.spec, bias)
         self.init, self.t_max = module_init(init, t_max, forget_bias, bias)
         self.zoneout = validate.zoneout_pair(zoneout)
         self.generator = generator
@@ -113,7 +110,7 @@ class LSTMCell(nn.Module):
                 f"got a {x.dim()}-D tensor of shape {tuple(x.shape)}"
             )
         if x.shape[-1] != self.input_size:
-            raise ValueError(
+            raise validate.ShapeError(
                 f"LSTMCell input must have {self.input_size} features (last dim); got shape {tuple(x.shape)}"
             )
         validate.matches_parameters("input", x, self.weight_ih)
@@ -159,6 +156,8 @@ class LSTMCell(nn.Module):
     def forward(self, input: Tensor, hx: Any = None, return_gates: bool = False) -> Any:
         """One step: returns (h_1, c_1), shaped like ``hx``; with ``return_gates=True`` returns
         (h_1, c_1, gates), ``gates`` the step's :class:`CellGates` (as :meth:`gates`)."""
+        if not isinstance(return_gates, bool):
+            raise TypeError(f"return_gates must be a bool; got {type(return_gates).__name__} {return_gates!r}")
         x, h, c, prev_gates, batched = self._prepare(input, hx)
         if return_gates:
             step = self._step(x, h, c, prev_gates)
@@ -188,25 +187,6 @@ class LSTMCell(nn.Module):
 
     # ---------------------------------------------------------------- conversions
     @classmethod
-    def from_torch(cls, module: nn.LSTMCell) -> LSTMCell:
-        """A cell with the weights of a ``torch.nn.LSTMCell`` (same dtype and device)."""
-        if not isinstance(module, nn.LSTMCell):
-            raise TypeError(f"from_torch expects a torch.nn.LSTMCell; got {type(module).__name__}")
-        p = module.weight_ih
-        cell = cls(module.input_size, module.hidden_size, module.bias, device=p.device, dtype=p.dtype)
-        cell.load_state_dict(module.state_dict())
-        return cell
-
-    def to_torch(self) -> nn.LSTMCell:
-        """The same cell as a ``torch.nn.LSTMCell`` (default spec only)."""
-        if not self.spec.is_plain:
-            raise ValueError(f"only the default spec converts to torch.nn.LSTMCell; this cell has {self.spec}")
-        p = self.weight_ih
-        out = nn.LSTMCell(self.input_size, self.hidden_size, self.bias, device=p.device, dtype=p.dtype)
-        out.load_state_dict(self.state_dict())
-        return out
-
-    @classmethod
     def from_seed(cls, module: nn.Module) -> LSTMCell:
         """The cell computing the same function as a founding-document cell (four
         ``nn.Linear(I + H, H)`` named ``forget_gate``, ``input_gate``, ``cell_candidate``,
@@ -225,6 +205,8 @@ class LSTMCell(nn.Module):
 
         if not self.spec.is_plain:
             raise ValueError(f"only the default spec converts to the four-Linear cell; this cell has {self.spec}")
+        if self.zoneout != (0.0, 0.0):
+            raise ValueError(f"the four-Linear cell has no zoneout; this cell has zoneout={self.zoneout}")
         return SeedLSTMCell.from_state_dict(self.state_dict(), self.input_size, self.hidden_size)
 
 

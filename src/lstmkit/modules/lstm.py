@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -14,10 +15,19 @@ from ..functional import LayerResult, LayerWeights
 from ..init import apply_init, module_init
 from ..kernels.native import native_lstm
 from ..spec import CellSpec, resolve_spec
-from ..trace.record import assemble_trace
 from . import base, validate
 
 LSTMState = tuple[Tensor, Tensor]
+
+_trace_builder: list[Callable[..., Any]] = []
+"""Turns the kernels' raw per-layer records into a GateTrace; :mod:`lstmkit.trace` registers it
+(modules sit below trace and do not import it)."""
+
+
+def register_trace_builder(build: Callable[..., Any]) -> None:
+    """Set the function ``build(records, spec, *, lengths, batch_first, unbatched, unsorted_indices)``
+    that ``forward(..., return_gates=True)`` returns the result of."""
+    _trace_builder[:] = [build]
 
 
 class LSTM(nn.Module):
@@ -57,7 +67,12 @@ class LSTM(nn.Module):
     Shapes: input (T, B, I), (B, T, I) with batch_first, (T, I) unbatched, or a PackedSequence;
     hx = (h_0 (L*D, B, R), c_0 (L*D, B, H)) with R = P or H, zeros when omitted.
     Returns output (T, B, D*R) (or packed) and (h_n, c_n) shaped like hx; with
-    ``return_gates=True`` also a :class:`~lstmkit.trace.GateTrace`.
+    ``return_gates=True`` also a :class:`~lstmkit.trace.GateTrace`. Errors are instances of the
+    class ``torch.nn.LSTM`` raises for the same input (see :mod:`lstmkit.modules.validate`).
+
+    Conversions are functions of :mod:`lstmkit.interop` (``lstm_from_torch``, ``lstm_to_torch``,
+    ``lstm_from_keras``, ``keras_weights``), also reachable as ``LSTM.from_torch``,
+    ``model.to_torch()``, ``LSTM.from_keras`` and ``model.to_keras_weights()``.
 
     Example::
 
@@ -96,10 +111,9 @@ class LSTM(nn.Module):
         self.input_size = validate.positive_int("input_size", input_size)
         self.hidden_size = validate.positive_int("hidden_size", hidden_size)
         self.num_layers = validate.positive_int("num_layers", num_layers)
-        for name, flag in (("bias", bias), ("batch_first", batch_first), ("bidirectional", bidirectional)):
-            if not isinstance(flag, bool):
-                raise TypeError(f"{name} must be a bool; got {type(flag).__name__} {flag!r}")
-        self.bias, self.batch_first, self.bidirectional = bias, batch_first, bidirectional
+        self.bias = bias = validate.flag("bias", bias)
+        self.batch_first = validate.flag("batch_first", batch_first)
+        self.bidirectional = bidirectional = validate.flag("bidirectional", bidirectional)
         self.dropout = validate.probability("dropout", dropout)
         if self.dropout > 0 and num_layers == 1:
             warnings.warn(
@@ -112,9 +126,7 @@ class LSTM(nn.Module):
             raise ValueError(f"proj_size must be 0 or in [1, hidden_size={hidden_size}); got {proj_size}")
         self.proj_size = proj_size
         self.spec = resolve_spec(spec)
-        if forget_bias and not bias:
-            raise ValueError(f"forget_bias={forget_bias} needs bias=True")
-        self.forget_bias = float(forget_bias)
+        self.forget_bias = validate.forget_bias(forget_bias, self.spec, bias)
         self.init, self.t_max = module_init(init, t_max, forget_bias, bias)
         self.recurrent_dropout = validate.probability("recurrent_dropout", recurrent_dropout, closed=False)
         self.zoneout = validate.zoneout_pair(zoneout)
@@ -216,16 +228,21 @@ class LSTM(nn.Module):
         if isinstance(input, PackedSequence):
             data = validate.floating_tensor("PackedSequence data", input.data)
             if data.dim() != 2 or data.shape[1] != self.input_size:
-                raise ValueError(f"PackedSequence data must be (N, {self.input_size}); got {tuple(data.shape)}")
+                raise validate.ShapeError(
+                    f"PackedSequence data must be (N, {self.input_size}); got {tuple(data.shape)}"
+                )
             validate.matches_parameters("input", data, self.weight_ih_l0)
             return data, True
         x = validate.floating_tensor("input", input)
         layout = "(B, T, I)" if self.batch_first else "(T, B, I)"
-        if x.dim() not in (2, 3) or x.shape[-1] != self.input_size:
-            raise ValueError(
-                f"LSTM input must be {layout.replace('I', str(self.input_size))} or "
-                f"(T, {self.input_size}) unbatched; got shape {tuple(x.shape)}"
-            )
+        expected = f"{layout.replace('I', str(self.input_size))} or (T, {self.input_size}) unbatched"
+        if x.dim() not in (2, 3):
+            raise ValueError(f"LSTM input must be {expected}; got shape {tuple(x.shape)}")
+        if x.shape[-1] != self.input_size:
+            raise validate.ShapeError(f"LSTM input must be {expected}; got shape {tuple(x.shape)}")
+        time_axis = 1 if (self.batch_first and x.dim() == 3) else 0
+        if x.shape[time_axis] == 0:
+            raise validate.ShapeError(f"LSTM input must have at least one time step; got shape {tuple(x.shape)}")
         validate.matches_parameters("input", x, self.weight_ih_l0)
         return x, x.dim() == 3
 
@@ -250,6 +267,8 @@ class LSTM(nn.Module):
     def forward(self, input: Any, hx: Any = None, return_gates: bool = False) -> Any:
         """Run the stack; see the class docstring for shapes. Returns ``(output, (h_n, c_n))``,
         plus a :class:`GateTrace` when ``return_gates`` is True."""
+        if not isinstance(return_gates, bool):
+            raise TypeError(f"return_gates must be a bool; got {type(return_gates).__name__} {return_gates!r}")
         x, batched = self._check_input(input)
         packed = isinstance(input, PackedSequence)
         sorted_idx = input.sorted_indices if packed else None
@@ -293,7 +312,7 @@ class LSTM(nn.Module):
                 lengths = None
             out, h_n, c_n, records = self._explicit(kernel, seq, h0, c0, lengths, return_gates)
             if records is not None:
-                trace = assemble_trace(
+                trace = _trace_builder[0](
                     records,
                     self.spec,
                     lengths=lengths,
@@ -310,7 +329,8 @@ class LSTM(nn.Module):
 
         if packed:
             output: Any = PackedSequence(out, input.batch_sizes, sorted_idx, unsorted_idx)
-            h_n, c_n = h_n.index_select(1, unsorted_idx), c_n.index_select(1, unsorted_idx)
+            if unsorted_idx is not None:  # None when packed with enforce_sorted=True: already in order
+                h_n, c_n = h_n.index_select(1, unsorted_idx), c_n.index_select(1, unsorted_idx)
         else:
             output = out
             if not batched:
@@ -344,66 +364,3 @@ class LSTM(nn.Module):
                 layer_input = nn.functional.dropout(layer_input, self.dropout, training=True)
             records.append(layer_records)
         return layer_input, torch.stack(h_n), torch.stack(c_n), (records if record else None)
-
-    # ---------------------------------------------------------------- conversions
-    @classmethod
-    def from_torch(cls, module: nn.LSTM, **kwargs: Any) -> LSTM:
-        """An ``LSTM`` with the configuration and weights of a ``torch.nn.LSTM``."""
-        if not isinstance(module, nn.LSTM):
-            raise TypeError(f"from_torch expects a torch.nn.LSTM; got {type(module).__name__}")
-        p = module.weight_ih_l0
-        model = cls(
-            module.input_size,
-            module.hidden_size,
-            module.num_layers,
-            module.bias,
-            module.batch_first,
-            float(module.dropout),
-            module.bidirectional,
-            module.proj_size,
-            device=p.device,
-            dtype=p.dtype,
-            **kwargs,
-        )
-        model.load_state_dict(module.state_dict())
-        model.train(module.training)
-        return model
-
-    def to_torch(self) -> nn.LSTM:
-        """The same model as a ``torch.nn.LSTM`` (default spec, no per-step regulariser)."""
-        if not self.spec.is_plain:
-            raise ValueError(f"only the default spec converts to torch.nn.LSTM; this model has {self.spec}")
-        p = self.weight_ih_l0
-        out = nn.LSTM(
-            self.input_size,
-            self.hidden_size,
-            self.num_layers,
-            self.bias,
-            self.batch_first,
-            self.dropout,
-            self.bidirectional,
-            self.proj_size,
-            device=p.device,
-            dtype=p.dtype,
-        )
-        out.load_state_dict(self.state_dict())
-        out.train(self.training)
-        return out
-
-    @classmethod
-    def from_keras(cls, weights: Any, **kwargs: Any) -> LSTM:
-        """An ``LSTM`` equal to Keras LSTM layer(s) with these ``get_weights()`` arrays; see
-        :func:`lstmkit.interop.keras.lstm_from_keras` (``bidirectional``, ``activation``, ...).
-
-        Example: ``LSTM.from_keras(keras_layer.get_weights())`` -> batch-first, evaluation mode."""
-        from ..interop.keras import lstm_from_keras
-
-        return lstm_from_keras(weights, cls=cls, **kwargs)
-
-    def to_keras_weights(self) -> list[Any]:
-        """Keras ``get_weights()`` arrays of this model (see :func:`lstmkit.interop.keras.keras_weights`).
-
-        Example: ``keras_layer.set_weights(model.to_keras_weights())``."""
-        from ..interop.keras import keras_weights
-
-        return keras_weights(self)

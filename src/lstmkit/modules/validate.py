@@ -1,4 +1,11 @@
-"""Checks at the public boundary. Each error names what was expected and what came."""
+"""Checks at the public boundary. Each error names what was expected and what came.
+
+Every error is an instance of the class ``torch.nn.LSTM`` / ``nn.LSTMCell`` raise for the same
+input, so code that catches torch's class keeps working: :class:`ShapeError` is a ValueError
+(lstmkit's class for a bad argument) and a RuntimeError (torch's for a tensor of the wrong
+shape); :class:`ArgumentTypeError` is a TypeError (lstmkit's) and both a ValueError and a
+RuntimeError (torch raises one or the other for a wrong dtype, depending on the tensor).
+"""
 
 from __future__ import annotations
 
@@ -6,6 +13,37 @@ import numbers
 
 import torch
 from torch import Tensor
+
+from ..spec import CellSpec
+
+
+class ShapeError(ValueError, RuntimeError):
+    """A tensor of the wrong shape or on the wrong device (torch raises RuntimeError there)."""
+
+
+class ArgumentTypeError(TypeError, ValueError, RuntimeError):
+    """A value of the wrong type or dtype (torch raises ValueError or RuntimeError there)."""
+
+
+def flag(name: str, value: object) -> bool:
+    """A bool flag; the ints 0 and 1 are accepted as False and True, as Python treats them."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, numbers.Integral) and int(value) in (0, 1):
+        return bool(value)
+    raise TypeError(f"{name} must be a bool (or 0 / 1); got {type(value).__name__} {value!r}")
+
+
+def forget_bias(value: object, spec: CellSpec, bias: bool) -> float:
+    """``forget_bias`` needs forget-gate bias rows: ``bias=True`` and a spec that computes f_t."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"forget_bias must be a float; got {type(value).__name__} {value!r}")
+    if value and not bias:
+        raise ValueError(f"forget_bias={value} needs bias=True")
+    if value and "forget" not in spec.gates:
+        why = "f_t = 1 - i_t (coupled)" if spec.coupled else "f_t = 1 (no forget gate)"
+        raise ValueError(f"forget_bias={value} needs a forget gate with its own bias rows; this spec has {why}")
+    return float(value)
 
 
 def positive_int(name: str, value: object) -> int:
@@ -19,7 +57,7 @@ def positive_int(name: str, value: object) -> int:
 def probability(name: str, value: object, *, closed: bool = True) -> float:
     """A float in [0, 1] (or [0, 1) when ``closed`` is False)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a float; got {type(value).__name__} {value!r}")
+        raise ArgumentTypeError(f"{name} must be a float; got {type(value).__name__} {value!r}")
     value = float(value)
     upper_ok = value <= 1 if closed else value < 1
     if not (value >= 0 and upper_ok):
@@ -43,28 +81,28 @@ def zoneout_pair(value: object) -> tuple[float, float]:
 
 def floating_tensor(name: str, value: object) -> Tensor:
     if not isinstance(value, Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor; got {type(value).__name__}")
+        raise ArgumentTypeError(f"{name} must be a torch.Tensor; got {type(value).__name__}")
     if not value.is_floating_point():
-        raise TypeError(f"{name} must be a floating-point tensor; got dtype {value.dtype}")
+        raise ArgumentTypeError(f"{name} must be a floating-point tensor; got dtype {value.dtype}")
     return value
 
 
 def matches_parameters(name: str, value: Tensor, param: Tensor) -> None:
     """Input and state must share the parameters' dtype and device."""
     if value.dtype != param.dtype:
-        raise TypeError(
+        raise ArgumentTypeError(
             f"{name} has dtype {value.dtype} but the parameters have dtype {param.dtype}; "
             f"convert one of them (e.g. model.to({value.dtype}))"
         )
     if value.device != param.device:
-        raise ValueError(f"{name} is on device {value.device} but the parameters are on {param.device}")
+        raise ShapeError(f"{name} is on device {value.device} but the parameters are on {param.device}")
 
 
 def state_pair(hx: object, what: str) -> tuple[Tensor, Tensor]:
     """``hx`` must be a pair (h, c) of tensors."""
     if not isinstance(hx, (tuple, list)) or len(hx) != 2:
         got = f"{type(hx).__name__} of length {len(hx)}" if isinstance(hx, (tuple, list)) else type(hx).__name__
-        raise TypeError(f"hx must be a tuple (h_0, c_0) for {what}; got {got}")
+        raise ArgumentTypeError(f"hx must be a tuple (h_0, c_0) for {what}; got {got}")
     h, c = hx
     return floating_tensor("h_0", h), floating_tensor("c_0", c)
 
@@ -72,7 +110,7 @@ def state_pair(hx: object, what: str) -> tuple[Tensor, Tensor]:
 def expect_shape(name: str, value: Tensor, expected: tuple[int, ...], note: str = "") -> None:
     if tuple(value.shape) != expected:
         extra = f" ({note})" if note else ""
-        raise ValueError(f"{name} must have shape {expected}{extra}; got {tuple(value.shape)}")
+        raise ShapeError(f"{name} must have shape {expected}{extra}; got {tuple(value.shape)}")
 
 
 def same_dtype_device(a_name: str, a: Tensor, b_name: str, b: Tensor) -> None:

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
+from ..modules.lstm import register_trace_builder
 from ..spec import CellSpec
 
 if TYPE_CHECKING:
@@ -129,3 +130,7 @@ def assemble_trace(
     if lengths is not None and unsorted_indices is not None:
         lengths = lengths.index_select(0, unsorted_indices.to(lengths.device))
     return GateTrace(out_layers, spec, batch_first, lengths, unbatched)
+
+
+# ``LSTM.forward(..., return_gates=True)`` builds its GateTrace with this (modules do not import trace)
+register_trace_builder(assemble_trace)

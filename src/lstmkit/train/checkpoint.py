@@ -2,16 +2,18 @@
 
 A run directory holds::
 
-    config.json               the RunConfig (also embedded in the checkpoint's metadata)
-    checkpoint.safetensors    "model.<name>" weights and "optimizer.<param index>.<key>" tensors
-    state.json                step, sequences seen, elapsed time, RNG states (base64), the
-                              optimiser's param groups and non-tensor state, loop counters
+    config.json               the RunConfig, written before the first step
+    checkpoint.safetensors    "model.<name>" weights and "optimizer.<param index>.<key>" tensors;
+                              metadata: format, config, step, the loop state (JSON: sequences,
+                              elapsed time, RNG state in base64, the optimiser's param groups and
+                              non-tensor state, loop counters) and a SHA-256 over all of it
     metrics.jsonl             one JSON line per log step
     curve.png                 the learning curve
+    .lock                     the pid of the training that holds the run (see rundir.py)
 
-Every file is written to a temporary name in the same directory, then moved into place with
-``os.replace``, so a reader sees the old file or the new one, never half of one. Loading checks
-the format, the config and the step shared by the two files, and names the file in every error.
+A checkpoint is one file, so committing one is one ``os.replace``: a kill at any instant leaves
+the previous checkpoint or the new one. Loading checks the format, the checksum and the config,
+and names the file in every error.
 
 Example::
 
@@ -23,6 +25,7 @@ Example::
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import os
 import struct
@@ -38,10 +41,11 @@ from .config import RESUMABLE_FIELDS, RunConfig
 from .model import SequenceModel
 
 CHECKPOINT = "checkpoint.safetensors"
-STATE = "state.json"
+LEGACY_STATE = "state.json"
 CONFIG = "config.json"
 METRICS = "metrics.jsonl"
-FORMAT = "lstmkit-checkpoint/1"
+FORMAT = "lstmkit-checkpoint/2"
+LEGACY_FORMAT = "lstmkit-checkpoint/1"  # weights only; its loop state lived in state.json
 
 
 # ------------------------------------------------------------------ RNG states
@@ -63,6 +67,26 @@ def decode_rng(text: str) -> torch.Tensor:
 
 
 # ------------------------------------------------------------------ save
+def checksum(tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> str:
+    """SHA-256 over every tensor (name, dtype, shape, bytes, in name order) and every metadata item
+    but ``sha256`` itself: a flipped byte anywhere in the data changes it.
+
+    Example::
+
+        >>> a = checksum({"w": torch.zeros(2)}, {"step": "1"})
+        >>> a == checksum({"w": torch.zeros(2)}, {"step": "1"}) != checksum({"w": torch.ones(2)}, {"step": "1"})
+        True
+    """
+    h = hashlib.sha256()
+    for name in sorted(tensors):
+        t = tensors[name].detach().cpu().contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    for key in sorted(k for k in metadata if k != "sha256"):
+        h.update(f"{key}={metadata[key]}|".encode())
+    return h.hexdigest()
+
+
 def save_checkpoint(
     run_dir: str | os.PathLike[str],
     model: torch.nn.Module,
@@ -70,10 +94,13 @@ def save_checkpoint(
     config: RunConfig,
     state: dict[str, Any],
 ) -> None:
-    """Write ``checkpoint.safetensors`` then ``state.json`` (and ``config.json``) atomically.
+    """Commit weights, optimiser state and loop state to ``checkpoint.safetensors`` in one rename.
 
     ``state`` is JSON-ready loop state and must hold ``step``; the torch RNG state is added.
-    Optimiser tensors go into the safetensors file, its param groups and scalars into state.json.
+    Optimiser tensors go into the safetensors file, its param groups, scalars and the loop state
+    into its metadata (``state``), with a SHA-256 over everything (:func:`checksum`). A kill at
+    any instant leaves the previous checkpoint or this one. ``config.json`` is written (after
+    the commit) only when missing; the training loop writes it before the first step.
 
     Example::
 
@@ -94,11 +121,16 @@ def save_checkpoint(
                 else:
                     scalars.setdefault(str(idx), {})[key] = value
         opt_json = {"param_groups": sd["param_groups"], "scalars": scalars, "indices": sorted(sd["state"])}
-    metadata = {"format": FORMAT, "config": json.dumps(config.to_dict(), sort_keys=True), "step": str(step)}
+    full_state = {**state, "optimizer": opt_json, "torch_rng": encode_rng(torch.get_rng_state())}
+    metadata = {
+        "format": FORMAT,
+        "config": json.dumps(config.to_dict(), sort_keys=True),
+        "step": str(step),
+        "state": json.dumps(full_state, sort_keys=True, allow_nan=False),
+    }
+    metadata["sha256"] = checksum(tensors, metadata)
     atomic_write(run_dir / CHECKPOINT, save_safetensors(tensors, metadata=metadata))
-    full_state = {**state, "format": FORMAT, "optimizer": opt_json, "torch_rng": encode_rng(torch.get_rng_state())}
-    atomic_write(run_dir / STATE, json.dumps(full_state, indent=1, sort_keys=True) + "\n")
-    if not (run_dir / CONFIG).exists() or read_config(run_dir / CONFIG) != config:
+    if not (run_dir / CONFIG).exists():
         atomic_write(run_dir / CONFIG, config.to_json())
 
 
@@ -162,14 +194,50 @@ def read_checkpoint(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tenso
             raise ValueError("metadata is not an object")
     except (ValueError, UnicodeDecodeError, AttributeError) as err:
         raise ValueError(f"{where}: bad header ({err})") from None
-    if metadata.get("format") != FORMAT:
+    if metadata.get("format") not in (FORMAT, LEGACY_FORMAT):
         found = metadata.get("format")
         raise ValueError(f"{path} is not an lstmkit checkpoint (format {found!r}, expected {FORMAT!r})")
     try:
         tensors = load_safetensors(data)
     except Exception as err:  # safetensors raises its own error type for every decoding failure
         raise ValueError(f"{where}: {err}") from None
+    if metadata.get("format") == FORMAT:
+        got = checksum(tensors, metadata)
+        if got != metadata.get("sha256"):
+            raise ValueError(f"{where}: checksum mismatch (stored {metadata.get('sha256')}, data gives {got})")
     return tensors, metadata
+
+
+def read_state(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The loop state committed with a checkpoint (``step``, ``sequences``, ``elapsed``, RNG, ...).
+
+    Example::
+
+        >>> read_state("runs/adding")["step"]   # doctest: +SKIP
+        1900
+    """
+    file = checkpoint_path(path)
+    _, metadata = read_checkpoint(file)
+    return _state_of(file, metadata)
+
+
+def _state_of(file: Path, metadata: dict[str, str]) -> dict[str, Any]:
+    if metadata.get("format") == LEGACY_FORMAT:  # loop state in state.json beside the weights
+        state_file = file.parent / LEGACY_STATE
+        try:
+            state = json.loads(state_file.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise ValueError(f"cannot read training state {state_file}: {err}") from None
+        if not isinstance(state, dict) or str(state.get("step")) != metadata.get("step"):
+            raise ValueError(f"{state_file} does not belong to {file} (step {metadata.get('step')})")
+        return state
+    try:
+        state = json.loads(metadata["state"])
+    except (KeyError, json.JSONDecodeError) as err:
+        raise ValueError(f"checkpoint {file} has a bad training state: {err}") from None
+    if not isinstance(state, dict) or str(state.get("step")) != metadata.get("step"):
+        raise ValueError(f"checkpoint {file} has a training state for another step")
+    return state
 
 
 def _config_of(path: Path, metadata: dict[str, str]) -> RunConfig:
@@ -222,8 +290,8 @@ def load_checkpoint(
     """Restore ``model`` and ``optimizer`` in place for resuming ``config``; returns the loop state.
 
     Refuses (ValueError naming the fields) a checkpoint whose config differs from ``config``
-    in anything but :data:`~lstmkit.train.config.RESUMABLE_FIELDS`, and a ``state.json`` that
-    does not belong to the checkpoint next to it. Restores the torch RNG state.
+    in anything but :data:`~lstmkit.train.config.RESUMABLE_FIELDS`, and one whose checksum does
+    not match its data. Restores the torch RNG state.
 
     Example::
 
@@ -231,7 +299,6 @@ def load_checkpoint(
         >>> state["step"]                                                  # doctest: +SKIP
         100
     """
-    run_dir = Path(run_dir)
     file = checkpoint_path(run_dir)
     tensors, metadata = read_checkpoint(file)
     saved = _config_of(file, metadata)
@@ -239,21 +306,12 @@ def load_checkpoint(
     if diffs:
         listed = "; ".join(f"{k}: checkpoint has {a!r}, this run asks for {b!r}" for k, a, b in diffs)
         raise ValueError(f"checkpoint {file} was trained with a different config ({listed})")
-    state_file = run_dir / STATE if run_dir.is_dir() else file.parent / STATE
-    try:
-        state = json.loads(state_file.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ValueError(f"cannot read training state {state_file}: {err}") from None
-    if not isinstance(state, dict) or str(state.get("step")) != metadata.get("step"):
-        raise ValueError(
-            f"{state_file} (step {state.get('step') if isinstance(state, dict) else '?'}) does not "
-            f"belong to {file} (step {metadata.get('step')})"
-        )
+    state = _state_of(file, metadata)
     _load_weights(model, tensors, file)
     if optimizer is not None:
         opt = state.get("optimizer")
         if not isinstance(opt, dict):
-            raise ValueError(f"{state_file} holds no optimizer state")
+            raise ValueError(f"checkpoint {file} holds no optimizer state")
         entries: dict[int, dict[str, Any]] = {}
         for idx in opt["indices"]:
             entry = {k.split(".", 2)[2]: v for k, v in tensors.items() if k.startswith(f"optimizer.{idx}.")}
@@ -263,7 +321,7 @@ def load_checkpoint(
         try:
             optimizer.load_state_dict({"state": entries, "param_groups": groups})
         except (ValueError, KeyError) as err:
-            raise ValueError(f"optimizer state in {state_file} does not fit: {err}") from None
+            raise ValueError(f"optimizer state in {file} does not fit: {err}") from None
     if "torch_rng" in state:
         torch.set_rng_state(decode_rng(state["torch_rng"]))
     return state

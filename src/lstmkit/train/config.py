@@ -38,6 +38,7 @@ RESUMABLE_FIELDS = (
     "optim.log_every",
     "optim.stop_when_solved",
     "optim.checkpoint_every",
+    "optim.on_nan",
     "optim.patience",
 )
 """Dotted field names that a resumed run may change; any other difference is refused."""
@@ -131,6 +132,7 @@ class OptimConfig:
     log_every: int = 10  # one metrics.jsonl line every this many steps
     checkpoint_every: int = 0  # also checkpoint every this many steps (0: at evaluations only)
     stop_when_solved: bool = True  # stop at the first evaluation that meets the task's criterion
+    on_nan: str = "stop"  # non-finite loss or gradient: "stop" the run, or "skip" that step's update
     patience: int = 0  # stop after this many evaluations without a better validation metric (0: never)
 
     def __post_init__(self) -> None:
@@ -146,6 +148,8 @@ class OptimConfig:
             raise ValueError(f"patience must be an int >= 0; got {self.patience!r}")
         if self.checkpoint_every < 0:
             raise ValueError(f"checkpoint_every must be >= 0; got {self.checkpoint_every}")
+        if self.on_nan not in ("stop", "skip"):
+            raise ValueError(f"on_nan must be 'stop' or 'skip'; got {self.on_nan!r}")
         if self.clip is not None and not (self.clip > 0):
             raise ValueError(f"clip must be positive or None; got {self.clip}")
 

@@ -12,6 +12,7 @@ Example (shell)::
 
 from __future__ import annotations
 
+import gc
 import os
 from dataclasses import dataclass
 
@@ -103,7 +104,21 @@ def any_rank(flag: bool, info: DistInfo) -> bool:
     return bool(t.item() > 0)
 
 
-def shutdown(info: DistInfo) -> None:
-    """Leave the process group if :func:`init_from_env` created it."""
-    if info.started_here and dist.is_initialized():
-        dist.destroy_process_group()
+def shutdown(info: DistInfo, clean: bool = True) -> None:
+    """Leave the process group if :func:`init_from_env` created it.
+
+    A ``DistributedDataParallel`` wrapper lives in reference cycles, so dropping the last name
+    does not free it: its C++ reducer (holding the gloo process group, its buckets and work
+    futures) would stay alive until a later garbage collection, possibly during interpreter
+    shutdown, where a gloo thread that needs the GIL is ended inside a ``noexcept`` frame and
+    the process aborts ("terminate called without an active exception"). So the caller drops
+    its wrapper first; here the cycles are collected while the interpreter is whole, and after a
+    clean run (``clean``) all ranks meet at a barrier, so none tears its connections down while
+    another still talks, before the group is destroyed.
+    """
+    if not (info.started_here and dist.is_initialized()):
+        return
+    gc.collect()
+    if clean:
+        dist.barrier()
+    dist.destroy_process_group()

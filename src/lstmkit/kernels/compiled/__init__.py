@@ -10,8 +10,8 @@ every tensor of :class:`~lstmkit.LayerWeights`. The work is split as DESIGN.md Â
   state maths fused in one pass over (B, G*H); backward (BPTT) stores gate activations and
   states, and computes ``dW_hh`` with one GEMM over all steps.
 
-The extension is built on first use with :func:`torch.utils.cpp_extension.load` (needs a C++
-compiler and ``ninja``), cached in torch's extension directory or in ``$LSTMKIT_BUILD_DIR``.
+The extension is built once per environment on first use (needs a C++ compiler; ``ninja`` is a
+dependency) and imported directly afterwards, see :mod:`.build` (``lstmkit build-kernel`` builds ahead).
 If the build fails, :func:`is_available` warns once with the reason and returns False, and
 lstmkit runs the reference loop instead.
 
@@ -29,11 +29,8 @@ Example::
 
 from __future__ import annotations
 
-import hashlib
-import os
 import threading
 import warnings
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -41,39 +38,20 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from ...functional import LN_EPS, LayerResult, LayerWeights, reverse_padded
+from ...functional import LN_EPS, LayerResult, LayerWeights, check_lengths, reverse_padded
 from ...functional import lstm_layer as reference_layer
 from ...spec import CellSpec
+from . import build, ops
 
 ACTIVATION_CODES = {"sigmoid": 0, "hard_sigmoid": 1, "tanh": 2, "identity": 3, "relu": 4, "softsign": 5}
 """Activation name -> code understood by ``csrc/activations.h``."""
-
-CSRC = Path(__file__).resolve().parent / "csrc"
-SOURCES = (CSRC / "lstm.cpp",)
-HEADERS = (CSRC / "kernel_impl.h", CSRC / "activations.h")
-EXTRA_CFLAGS = ("-O3", "-fno-math-errno", "-fno-trapping-math")
-"""Plain -O3 (no -march=native: the build cache may be shared by machines with other CPUs). The two
--fno flags change no result; they let the compiler vectorise the branch-free activation loops."""
 
 _lock = threading.Lock()
 _state: dict[str, Any] = {"ext": None, "error": None}
 
 
 def _build() -> Any:
-    from torch.utils import cpp_extension
-
-    build_dir = os.environ.get("LSTMKIT_BUILD_DIR") or None
-    if build_dir:
-        os.makedirs(build_dir, exist_ok=True)
-    digest = hashlib.sha256(b"".join(p.read_bytes() for p in (*SOURCES, *HEADERS))).hexdigest()[:10]
-    return cpp_extension.load(
-        name=f"lstmkit_lstm_{digest}",  # a new name for new sources: never load a stale build
-        sources=[str(s) for s in SOURCES],
-        extra_cflags=list(EXTRA_CFLAGS),
-        extra_include_paths=[str(CSRC)],
-        build_directory=build_dir,
-        verbose=False,
-    )
+    return build.load()  # once per environment, torch, sources and flags: see build.py
 
 
 def extension() -> Any:
@@ -83,6 +61,7 @@ def extension() -> Any:
     return _state["ext"]
 
 
+@torch.compiler.assume_constant_result  # while a graph is captured: run once, eagerly, as a constant
 def is_available() -> bool:
     """True when the C++ extension is built (or builds now); on failure warns once and returns False.
 
@@ -225,13 +204,23 @@ def _mask(name: str, value: Tensor | float | None, shape: tuple[int, ...], like:
         raise ValueError(f"{name} must broadcast to {shape}; got {tuple(value.shape)}") from None
 
 
-def _fast_path_ok(x: Tensor, h0: Tensor, c0: Tensor, w: LayerWeights) -> bool:
-    """True when the C++ kernel handles these tensors (CPU, float32/float64, one dtype, T > 0)."""
+def unsupported_reason(x: Tensor, h0: Tensor, c0: Tensor, w: LayerWeights) -> str | None:
+    """Why the C++ kernel cannot run these tensors (None when it can): it takes CPU tensors of one
+    dtype, float32 or float64, and a sequence of at least one step."""
     tensors = [t for t in (x, h0, c0, *w) if t is not None]
-    dtype = x.dtype
-    if dtype not in (torch.float32, torch.float64) or x.dim() != 3 or x.shape[0] == 0 or x.shape[1] == 0:
-        return False
-    return all(t.device.type == "cpu" and t.dtype == dtype for t in tensors)
+    if x.dtype not in (torch.float32, torch.float64):
+        return f"it computes in float32 or float64; got {x.dtype}"
+    if x.dim() != 3 or x.shape[0] == 0:
+        return f"it needs x of shape (T, B, I) with T > 0; got {tuple(x.shape)}"
+    others = sorted({f"{t.dtype} on {t.device}" for t in tensors if t.device.type != "cpu" or t.dtype != x.dtype})
+    if others:
+        return f"it needs every tensor on the CPU in {x.dtype}; got {', '.join(others)}"
+    return None
+
+
+def _fast_path_ok(x: Tensor, h0: Tensor, c0: Tensor, w: LayerWeights) -> bool:
+    """True when the C++ kernel handles these tensors and the batch is not empty."""
+    return unsupported_reason(x, h0, c0, w) is None and x.shape[1] > 0
 
 
 def lstm_layer(
@@ -303,8 +292,8 @@ def lstm_layer(
         sizes = {"ln_ih_weight": G * H, "ln_hh_weight": G * H, "ln_cell_weight": H, "ln_cell_bias": H}
         for name, size in sizes.items():
             _expect(name, getattr(w, name), (size,))
+    check_lengths(lengths, T, B)
     if lengths is not None:
-        _expect("lengths", lengths, (B,))
         lengths = lengths.to(device="cpu", dtype=torch.int64)
 
     if reverse:
@@ -325,8 +314,13 @@ def lstm_layer(
     else:
         zx = F.linear(x, w.weight_ih, bias)  # (T, B, G*H)
     clip = float(spec.cell_clip) if spec.cell_clip is not None else -1.0
-    hs, cs, acts = _Recurrence.apply(
-        (_config(spec, H), clip, zc, zh),
+    options = (_config(spec, H), clip, zc, zh)
+    # eager: an autograd.Function that keeps the C++ forward's saved tensors for BPTT; while a graph
+    # is captured (torch.compile, torch.export): the custom op, one node with T symbolic
+    capturing = torch.compiler.is_compiling() or torch.jit.is_tracing()
+    step_kernel = ops.apply if capturing else _Recurrence.apply
+    hs, cs, acts = step_kernel(
+        options,
         zx,
         h0,
         c0,

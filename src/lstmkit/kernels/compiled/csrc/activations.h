@@ -1,6 +1,7 @@
 // Activations of lstmkit's compiled kernel and their derivatives, applied in place over arrays.
 //
-// Codes match lstmkit.kernels.compiled.ACTIVATION_CODES. Every derivative is written in terms of
+// Codes are lstm.cpp's Activation (lstmkit.kernels.compiled.ACTIVATION_CODES), checked once where the
+// config is unpacked; an unknown code reaching these switches is a bug and raises. Every derivative is written in terms of
 // the activation's output y (all the kernel stores), e.g. sigmoid' = y (1 - y), tanh' = 1 - y^2.
 //
 // float uses a branch-free exp (range reduction to 2^n * e^r, polynomial for e^r) that the
@@ -8,7 +9,6 @@
 //
 // Included by kernel_impl.h inside one namespace per instruction set (no include guard on purpose);
 // <cmath>, <cstdint> and <cstring> must already be included.
-enum Activation : int { SIGMOID = 0, HARD_SIGMOID = 1, TANH = 2, IDENTITY = 3, RELU = 4, SOFTSIGN = 5 };
 
 // e^x for float, |relative error| ~ 2 ulp over [-87, 88] (inputs are clamped to that range).
 inline float exp_fast(float x) {
@@ -50,7 +50,7 @@ inline double tanh_one(double x) { return std::tanh(x); }
 
 // x[k] = act(x[k]) for k < n; the switch sits outside the loops so each loop vectorises.
 template <typename T>
-inline void activate(int code, T* __restrict x, int64_t n) {
+inline void activate(Activation code, T* __restrict x, int64_t n) {
   switch (code) {
     case SIGMOID:
       for (int64_t k = 0; k < n; ++k) x[k] = sigmoid_one(x[k]);
@@ -75,13 +75,13 @@ inline void activate(int code, T* __restrict x, int64_t n) {
       for (int64_t k = 0; k < n; ++k) x[k] = x[k] / (T(1) + (x[k] < T(0) ? -x[k] : x[k]));
       break;
     default:
-      break;
+      TORCH_CHECK(false, "lstmkit kernel: unknown activation code ", code);
   }
 }
 
 // d[k] *= act'(.) where y = act(.) is the stored output.
 template <typename T>
-inline void times_derivative(int code, const T* __restrict y, T* __restrict d, int64_t n) {
+inline void times_derivative(Activation code, const T* __restrict y, T* __restrict d, int64_t n) {
   switch (code) {
     case SIGMOID:
       for (int64_t k = 0; k < n; ++k) d[k] *= y[k] * (T(1) - y[k]);
@@ -104,7 +104,7 @@ inline void times_derivative(int code, const T* __restrict y, T* __restrict d, i
       }
       break;
     default:
-      break;
+      TORCH_CHECK(false, "lstmkit kernel: unknown activation code ", code);
   }
 }
 

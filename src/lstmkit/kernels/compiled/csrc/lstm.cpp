@@ -13,6 +13,10 @@
 // Backward walks t = T-1 .. 0 with one GEMM per step for dh_{t-1}, stores dZ for every step and
 // gets the weight gradients with one GEMM over all steps (dW_hh = dRec^T [h_0 .. h_{T-1}]).
 //
+// Reading order: CellConfig (the spec, named), Params / Masks / Saved (the tensors, named), the packed
+// GEMM, then kernel_impl.h (forward: preactivation, gates, cell_update, output, carry, as in
+// lstmkit.functional.lstm_step) and backward_impl.h (their adjoints in reverse order), then the boundary.
+//
 // Shapes: T time, B batch, H hidden, R size of h (P with projection), G gate blocks,
 // n gates among i, f, o (the ones peepholes and full gate recurrence connect).
 #include <torch/extension.h>
@@ -26,6 +30,7 @@
 #include <cstring>
 #include <optional>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 namespace lstmkit {
@@ -35,27 +40,82 @@ using OptTensor = std::optional<Tensor>;
 
 constexpr double LN_EPS = 1e-5;  // lstmkit.functional.LN_EPS
 
-// What the spec asks for, decoded from the integer list built in Python.
-struct Config {
-  int64_t off_i, off_f, off_g, off_o;  // column offset of each gate block in z, -1 when absent
-  int64_t sig_i = -1, sig_f = -1, sig_o = -1;  // block index among the n gates i, f, o
-  int64_t n = 0;                               // number of gates among i, f, o
-  std::vector<int64_t> sig_off;                // offsets in z of those n gates, in order
-  bool coupled, peephole, fgr, ln;
-  int gact, cact, oact;
-  bool clip_on;
-  double clip;
-  double zc_p, zh_p;  // zoneout keep probability used as an expectation; < 0: none
+// Activation codes: lstmkit.kernels.compiled.ACTIVATION_CODES; every code is checked at the boundary.
+enum Activation : int { SIGMOID = 0, HARD_SIGMOID = 1, TANH = 2, IDENTITY = 3, RELU = 4, SOFTSIGN = 5 };
 
-  Config(const std::vector<int64_t>& cfg, double clip_, double zc, double zh) {
-    TORCH_CHECK(cfg.size() == 11, "lstmkit kernel: config must have 11 entries");
-    off_i = cfg[0], off_f = cfg[1], off_g = cfg[2], off_o = cfg[3];
-    coupled = cfg[4] != 0, gact = int(cfg[5]), cact = int(cfg[6]), oact = int(cfg[7]);
-    peephole = cfg[8] != 0, fgr = cfg[9] != 0, ln = cfg[10] != 0;
-    if (off_i >= 0) sig_i = n++, sig_off.push_back(off_i);
-    if (off_f >= 0) sig_f = n++, sig_off.push_back(off_f);
-    if (off_o >= 0) sig_o = n++, sig_off.push_back(off_o);
-    clip_on = clip_ > 0, clip = clip_, zc_p = zc, zh_p = zh;
+inline Activation activation_from_code(int64_t code, const char* which) {
+  TORCH_CHECK(code >= SIGMOID && code <= SOFTSIGN, "lstmkit kernel: ", which,
+              " activation code must be 0..5 (sigmoid, hard_sigmoid, tanh, identity, relu, softsign); got ", code);
+  return Activation(code);
+}
+
+inline bool flag_from_code(int64_t code, const char* which) {
+  TORCH_CHECK(code == 0 || code == 1, "lstmkit kernel: ", which, " must be 0 or 1; got ", code);
+  return code == 1;
+}
+
+// Slots of the positional config built by lstmkit/kernels/compiled/__init__.py (_config).
+enum ConfigSlot {
+  INPUT_OFFSET, FORGET_OFFSET, CANDIDATE_OFFSET, OUTPUT_OFFSET,  // column of each gate block in z; -1: absent
+  COUPLED, GATE_ACTIVATION, CANDIDATE_ACTIVATION, CELL_ACTIVATION, PEEPHOLE, FULL_GATE_RECURRENCE, LAYER_NORM,
+  NUM_CONFIG_SLOTS
+};
+
+// What the spec asks for, with named fields: unpacked once from the positional config and checked,
+// so nothing below reads a slot number or trusts a code.
+struct CellConfig {
+  int64_t input_off, forget_off, candidate_off, output_off;  // column of each gate block in z, -1 when absent
+  int64_t n = 0;                                             // gates among input, forget, output
+  int64_t input_k = -1, forget_k = -1, output_k = -1;        // index of each among those n, -1 when absent
+  std::vector<int64_t> sigmoid_off;                          // offsets of those n gates, in that order
+  std::vector<int64_t> block_off;                            // offsets of every present block
+  bool coupled;                                              // CIFG: forget = 1 - input
+  Activation gate_activation, candidate_activation, cell_activation;
+  bool peephole, full_gate_recurrence, layer_norm;
+  bool clip_on;         // clamp c_t to [-cell_clip, cell_clip]
+  double cell_clip;
+  double zoneout_cell;    // constant keep probability of c (an expectation, at evaluation); < 0: none or a mask
+  double zoneout_hidden;  // the same for h
+
+  CellConfig(const std::vector<int64_t>& cfg, double clip, double zc, double zh) {
+    TORCH_CHECK(cfg.size() == NUM_CONFIG_SLOTS, "lstmkit kernel: config must have ", int(NUM_CONFIG_SLOTS),
+                " entries; got ", cfg.size());
+    input_off = cfg[INPUT_OFFSET], forget_off = cfg[FORGET_OFFSET];
+    candidate_off = cfg[CANDIDATE_OFFSET], output_off = cfg[OUTPUT_OFFSET];
+    coupled = flag_from_code(cfg[COUPLED], "coupled");
+    gate_activation = activation_from_code(cfg[GATE_ACTIVATION], "gate");
+    candidate_activation = activation_from_code(cfg[CANDIDATE_ACTIVATION], "candidate");
+    cell_activation = activation_from_code(cfg[CELL_ACTIVATION], "cell");
+    peephole = flag_from_code(cfg[PEEPHOLE], "peephole");
+    full_gate_recurrence = flag_from_code(cfg[FULL_GATE_RECURRENCE], "full_gate_recurrence");
+    layer_norm = flag_from_code(cfg[LAYER_NORM], "layer_norm");
+    if (input_off >= 0) input_k = n++, sigmoid_off.push_back(input_off);
+    if (forget_off >= 0) forget_k = n++, sigmoid_off.push_back(forget_off);
+    if (output_off >= 0) output_k = n++, sigmoid_off.push_back(output_off);
+    for (int64_t off : {input_off, forget_off, candidate_off, output_off}) {
+      if (off >= 0) block_off.push_back(off);
+    }
+    TORCH_CHECK(!coupled || (input_off >= 0 && forget_off < 0),
+                "lstmkit kernel: coupled (CIFG) needs an input gate and no forget block");
+    clip_on = clip > 0, cell_clip = clip, zoneout_cell = zc, zoneout_hidden = zh;
+  }
+
+  // The gate blocks tile z (B, G*H) exactly: each present offset a distinct multiple of H below G*H.
+  void check_layout(int64_t H, int64_t GH) const {
+    int64_t offs[4] = {input_off, forget_off, candidate_off, output_off};
+    TORCH_CHECK(candidate_off >= 0, "lstmkit kernel: the candidate block is required; got offset ", candidate_off);
+    int64_t blocks = 0;
+    std::vector<bool> seen(size_t(std::max<int64_t>(1, GH / std::max<int64_t>(1, H))), false);
+    for (int64_t off : offs) {
+      if (off < 0) continue;
+      TORCH_CHECK(H > 0 && off % H == 0 && off + H <= GH && !seen[size_t(off / H)],
+                  "lstmkit kernel: gate offsets must be distinct multiples of H = ", H, " below G*H = ", GH,
+                  "; got ", off);
+      seen[size_t(off / H)] = true;
+      ++blocks;
+    }
+    TORCH_CHECK(blocks * H == GH, "lstmkit kernel: z has ", GH, " columns but the spec has ", blocks,
+                " gate blocks of H = ", H);
   }
 };
 
@@ -78,6 +138,90 @@ inline std::vector<int64_t> step_counts(const OptTensor& lengths, int64_t B, int
   return len;
 }
 
+
+// The recurrent parameters of one call (undefined: absent from the spec).
+struct Params {
+  Tensor w_hh;   // (G*H, R)
+  Tensor w_hr;   // (R, H) projection
+  Tensor w_ch;   // (n*H,) peepholes i, f, o
+  Tensor w_gg;   // (n*H, n*H) full gate recurrence
+  Tensor ln_hh;  // (G*H,) layer norm gain of rec
+  Tensor ln_cw;  // (H,) layer norm gain of c_t
+  Tensor ln_cb;  // (H,) layer norm bias of c_t
+};
+
+// Per-step masks and sequence lengths of one call.
+struct Masks {
+  Tensor rec_mask;           // (B, R) recurrent dropout on h_{t-1}
+  Tensor zc_mask;            // (T, B, H) zoneout keep mask of c
+  Tensor zh_mask;            // (T, B, R) zoneout keep mask of h
+  std::vector<int64_t> len;  // (B) steps of each row; T without lengths
+};
+
+// What forward saves for backward, in the order forward returns the tensors (SavedSlot).
+enum SavedSlot {
+  HS, CS, ACTS, CELL_OUT, C_STEP, H_CELL, REC_HAT, RSTD_REC, C_HAT, RSTD_CELL, PREV_GATES, NUM_SAVED
+};
+struct Saved {
+  Tensor hs;          // (T+1, B, R) h_0 .. h_T as carried (after zoneout and padding)
+  Tensor cs;          // (T+1, B, H) c_0 .. c_T as carried
+  Tensor acts;        // (T, B, G*H) gate activations, storage order
+  Tensor cell_out;    // (T, B, H) act(c_t), or act(LN(c_t) g_c + b_c)
+  Tensor c_step;      // (T, B, H) c_t before zoneout (zoneout of c only)
+  Tensor h_cell;      // (T, B, H) o * act(c_t) before the projection (projection only)
+  Tensor rec_hat;     // (T, B, G*H) normalised rec (layer_norm only)
+  Tensor rstd_rec;    // (T, B) its 1/std
+  Tensor c_hat;       // (T, B, H) normalised c_t (layer_norm only)
+  Tensor rstd_cell;   // (T, B) its 1/std
+  Tensor prev_gates;  // (T, B, n*H) i, f, o of step t-1 (full gate recurrence only)
+
+  std::vector<Tensor> list() const {
+    return {hs, cs, acts, cell_out, c_step, h_cell, rec_hat, rstd_rec, c_hat, rstd_cell, prev_gates};
+  }
+  static Saved from_list(const std::vector<OptTensor>& s) {
+    TORCH_CHECK(s.size() == NUM_SAVED, "lstmkit kernel: backward needs the ", int(NUM_SAVED),
+                " tensors forward returns; got ", s.size());
+    auto c = [&](SavedSlot k) { return contig(s[k]); };
+    return {c(HS), c(CS), c(ACTS), c(CELL_OUT), c(C_STEP), c(H_CELL), c(REC_HAT), c(RSTD_REC), c(C_HAT),
+            c(RSTD_CELL), c(PREV_GATES)};
+  }
+};
+
+// The gradients backward returns, in this order.
+enum BackwardSlot { D_ZX, D_H0, D_C0, D_W_HH, D_W_HR, D_W_CH, D_W_GG, D_LN_HH, D_LN_CW, D_LN_CB, NUM_GRADS };
+
+// Gradients of the parameters from the per-step adjoints: one GEMM over all steps for each weight.
+inline std::vector<Tensor> weight_gradients(const CellConfig& cf, const Tensor& d_hs, const Tensor& d_cs,
+                                            const Saved& sv, const Params& w, const Masks& mk, const Tensor& dZ,
+                                            const Tensor& dRec, const Tensor& dS, const Tensor& dcout,
+                                            const Tensor& dHs, const Tensor& dh, const Tensor& dc) {
+  const int64_t TT = sv.acts.size(0), B = sv.acts.size(1), GH = sv.acts.size(2);
+  const int64_t H = sv.cs.size(2), R = sv.hs.size(2), nH = cf.n * H;
+  std::vector<Tensor> g(NUM_GRADS);
+  g[D_ZX] = dZ;
+  g[D_H0] = d_hs.defined() ? dh + d_hs[0] : dh;
+  g[D_C0] = d_cs.defined() ? dc + d_cs[0] : dc;
+  Tensor hin = sv.hs.narrow(0, 0, TT);
+  if (mk.rec_mask.defined()) hin = hin * mk.rec_mask;
+  g[D_W_HH] = dRec.reshape({TT * B, GH}).t().mm(hin.reshape({TT * B, R}));
+  if (w.w_hr.defined()) g[D_W_HR] = dHs.reshape({TT * B, R}).t().mm(sv.h_cell.reshape({TT * B, H}));
+  if (cf.full_gate_recurrence) g[D_W_GG] = dS.reshape({TT * B, nH}).t().mm(sv.prev_gates.reshape({TT * B, nH}));
+  if (cf.peephole) {  // i and f saw c_{t-1}, o saw c_t (before zoneout)
+    std::vector<Tensor> parts;
+    Tensor c_prev = sv.cs.narrow(0, 0, TT);
+    Tensor c_new = sv.c_step.defined() ? sv.c_step : sv.cs.narrow(0, 1, TT);
+    if (cf.input_off >= 0) parts.push_back((dZ.narrow(2, cf.input_off, H) * c_prev).sum({0, 1}));
+    if (cf.forget_off >= 0) parts.push_back((dZ.narrow(2, cf.forget_off, H) * c_prev).sum({0, 1}));
+    if (cf.output_off >= 0) parts.push_back((dZ.narrow(2, cf.output_off, H) * c_new).sum({0, 1}));
+    g[D_W_CH] = at::cat(parts);
+  }
+  if (cf.layer_norm) {
+    g[D_LN_HH] = (dZ * sv.rec_hat).sum({0, 1});
+    g[D_LN_CW] = (dcout * sv.c_hat).sum({0, 1});
+    g[D_LN_CB] = dcout.sum({0, 1});
+  }
+  return g;
+}
 
 // ---------------------------------------------------------------------- packed weights (float)
 // MKL's packed GEMM, when the torch build exports it (x86 builds link MKL into libtorch_cpu): the
@@ -127,6 +271,35 @@ struct PackedRight {
     }
   }
 };
+
+// Single-threaded row-major GEMM for the unit split: C (m, n; leading dim ldc) = A (m, k) B^T with
+// B (n, k) row-major, through the Fortran BLAS that torch's CPU build exports (MKL); inside an
+// OpenMP region MKL runs it on the calling thread. Weak symbols: without them the split is off.
+extern "C" {
+void sgemm_(const char* ta, const char* tb, const int* m, const int* n, const int* k, const float* alpha,
+            const float* a, const int* lda, const float* b, const int* ldb, const float* beta, float* c,
+            const int* ldc) __attribute__((weak));
+void dgemm_(const char* ta, const char* tb, const int* m, const int* n, const int* k, const double* alpha,
+            const double* a, const int* lda, const double* b, const int* ldb, const double* beta, double* c,
+            const int* ldc) __attribute__((weak));
+}
+
+template <typename T>
+inline bool rows_gemm_available() {
+  return std::is_same<T, float>::value ? sgemm_ != nullptr : dgemm_ != nullptr;
+}
+
+// Column-major view: C^T (n, m; ld ldc) = B (n, k) A^T, i.e. gemm('T', 'N', n, m, k, B ld k, A ld k).
+template <typename T>
+inline void rows_gemm(int64_t m, int64_t n, int64_t k, const T* a, const T* b, T* c, int64_t ldc) {
+  const int mi = int(m), ni = int(n), ki = int(k), ld = int(ldc);
+  const T one = 1, zero = 0;
+  if constexpr (std::is_same<T, float>::value) {
+    sgemm_("T", "N", &ni, &mi, &ki, &one, b, &ki, a, &ki, &zero, c, &ld);
+  } else {
+    dgemm_("T", "N", &ni, &mi, &ki, &one, b, &ki, a, &ki, &zero, c, &ld);
+  }
+}
 
 namespace generic {
 #include "kernel_impl.h"
@@ -180,23 +353,27 @@ void set_isa(const std::string& name) {
   use_avx2 = want;
 }
 
+// The boundary: positional arguments from Python are unpacked here, once, into named structs.
 std::vector<Tensor> lstm_forward(const Tensor& zx_in, const Tensor& h0_in, const Tensor& c0_in,
                                  const Tensor& w_hh_in, const OptTensor& w_hr, const OptTensor& w_ch,
                                  const OptTensor& w_gg, const OptTensor& ln_hh, const OptTensor& ln_cw,
                                  const OptTensor& ln_cb, const OptTensor& rec_mask, const OptTensor& zc_mask,
                                  const OptTensor& zh_mask, const OptTensor& lengths, std::vector<int64_t> cfg,
                                  double clip, double zc_p, double zh_p) {
-  Config cf(cfg, clip, zc_p, zh_p);
-  TORCH_CHECK(zx_in.dim() == 3 && h0_in.dim() == 2 && c0_in.dim() == 2, "lstmkit kernel: bad ranks");
-  Tensor zx = zx_in.contiguous(), h0 = h0_in.contiguous(), c0 = c0_in.contiguous(), w_hh = w_hh_in.contiguous();
-  auto len = step_counts(lengths, zx.size(1), zx.size(0));
-  std::vector<Tensor> out;
+  const CellConfig cf(cfg, clip, zc_p, zh_p);
+  TORCH_CHECK(zx_in.dim() == 3 && h0_in.dim() == 2 && c0_in.dim() == 2,
+              "lstmkit kernel: zx, h0, c0 must have 3, 2, 2 dimensions; got ", zx_in.dim(), ", ", h0_in.dim(), ", ",
+              c0_in.dim());
+  cf.check_layout(c0_in.size(1), zx_in.size(2));
+  Tensor zx = zx_in.contiguous(), h0 = h0_in.contiguous(), c0 = c0_in.contiguous();
+  const Params w{w_hh_in.contiguous(), contig(w_hr), contig(w_ch), contig(w_gg),
+                 contig(ln_hh),        contig(ln_cw), contig(ln_cb)};
+  const Masks mk{contig(rec_mask), contig(zc_mask), contig(zh_mask), step_counts(lengths, zx.size(1), zx.size(0))};
+  Saved sv;
   AT_DISPATCH_FLOATING_TYPES(zx.scalar_type(), "lstmkit_forward", [&] {
-    out = LSTMKIT_ISA_CALL(forward_impl<scalar_t>)(cf, zx, h0, c0, w_hh, contig(w_hr), contig(w_ch), contig(w_gg), contig(ln_hh),
-                                 contig(ln_cw), contig(ln_cb), contig(rec_mask), contig(zc_mask), contig(zh_mask),
-                                 len);
+    sv = LSTMKIT_ISA_CALL(forward_impl<scalar_t>)(cf, zx, h0, c0, w, mk);
   });
-  return out;
+  return sv.list();
 }
 
 std::vector<Tensor> lstm_backward(const OptTensor& d_hs, const OptTensor& d_cs, const OptTensor& d_acts,
@@ -205,17 +382,15 @@ std::vector<Tensor> lstm_backward(const OptTensor& d_hs, const OptTensor& d_cs, 
                                   const OptTensor& ln_cw, const OptTensor& rec_mask, const OptTensor& zc_mask,
                                   const OptTensor& zh_mask, const OptTensor& lengths, std::vector<int64_t> cfg,
                                   double clip, double zc_p, double zh_p) {
-  Config cf(cfg, clip, zc_p, zh_p);
-  TORCH_CHECK(saved.size() == 11, "lstmkit kernel: backward needs the 11 tensors of forward");
-  std::vector<Tensor> s;
-  for (const auto& t : saved) s.push_back(contig(t));
-  auto len = step_counts(lengths, s[2].size(1), s[2].size(0));
+  const CellConfig cf(cfg, clip, zc_p, zh_p);
+  const Saved sv = Saved::from_list(saved);
+  cf.check_layout(sv.cs.size(2), sv.acts.size(2));
+  const Params w{w_hh.contiguous(), contig(w_hr), contig(w_ch), contig(w_gg), contig(ln_hh), contig(ln_cw), Tensor()};
+  const Masks mk{contig(rec_mask), contig(zc_mask), contig(zh_mask),
+                 step_counts(lengths, sv.acts.size(1), sv.acts.size(0))};
   std::vector<Tensor> out;
-  AT_DISPATCH_FLOATING_TYPES(s[2].scalar_type(), "lstmkit_backward", [&] {
-    out = LSTMKIT_ISA_CALL(backward_impl<scalar_t>)(cf, contig(d_hs), contig(d_cs), contig(d_acts), s[0], s[1], s[2], s[3], s[4], s[5],
-                                  s[6], s[7], s[8], s[9], s[10], w_hh.contiguous(), contig(w_hr), contig(w_ch),
-                                  contig(w_gg), contig(ln_hh), contig(ln_cw), contig(rec_mask), contig(zc_mask),
-                                  contig(zh_mask), len);
+  AT_DISPATCH_FLOATING_TYPES(sv.acts.scalar_type(), "lstmkit_backward", [&] {
+    out = LSTMKIT_ISA_CALL(backward_impl<scalar_t>)(cf, contig(d_hs), contig(d_cs), contig(d_acts), sv, w, mk);
   });
   return out;
 }

@@ -1,6 +1,6 @@
 """Peak memory of one training step, measured as the growth of the resident set in a fresh process.
 
-``python -m benchmarks.memory NAME T B H`` builds the contender, runs a 2-step warm-up (loading
+``python -m lstmkit.bench.memory NAME T B H THREADS`` builds the contender, runs a 2-step warm-up (loading
 libraries and the compiled extension), resets the kernel's high-water mark of the process
 (``/proc/self/clear_refs``), runs one training step and prints JSON with
 ``peak_mib = VmHWM after the step - VmRSS before it`` and the step's seconds. Linux only.
@@ -46,7 +46,7 @@ def probe(name: str, T: int, B: int, H: int) -> dict[str, float]:
 
 def measure(name: str, T: int, B: int, H: int, threads: int) -> dict[str, float]:
     """:func:`probe` in a subprocess (so earlier work in this process cannot hide the peak)."""
-    cmd = [sys.executable, "-m", "benchmarks.memory", name, str(T), str(B), str(H), str(threads)]
+    cmd = [sys.executable, "-m", "lstmkit.bench.memory", name, str(T), str(B), str(H), str(threads)]
     done = subprocess.run(cmd, capture_output=True, text=True, check=True)
     return json.loads(done.stdout.strip().splitlines()[-1])
 

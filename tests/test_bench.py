@@ -1,0 +1,105 @@
+"""Plumbing of the benchmark harness (lstmkit.bench): plans, thread settings, target checks, tables, CLI.
+Nothing here times anything against a threshold."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lstmkit.bench import contenders, report, run
+from lstmkit.cli import main as cli_main
+
+TINY = run.Plan(grid=((2, 8),), T=3, reps=1, long=None, bidirectional=None, sweep=None, matmul_n=16)
+
+
+def _row(fwd: float, train: float, train_s: float = 1.0) -> dict[str, float]:
+    return {"forward_ratio": fwd, "train_ratio": train, "forward_s": fwd, "train_s": train_s}
+
+
+def _result() -> dict[str, object]:
+    case = {"T": 100, "B": 16, "H": 128, "layers": 1, "bidirectional": False}
+    rows = {
+        contenders.BASELINE: _row(1.0, 1.0, 1.0),
+        "lstmkit peephole": _row(1.10, 1.30, 1.0),  # forward met (<= 1.15), training missed (> 1.25)
+        contenders.SCRIPTED_PEEPHOLE: _row(4.0, 5.0, 2.9),  # 2.9x slower: rival goal (>= 3x) missed
+        "lstmkit layernorm": _row(2.0, 1.4, 1.4),  # only a training goal, met
+    }
+    return {"runs": [{"threads": 2, "grid": [{**case, "rows": rows}], "extra": []}]}
+
+
+def test_goals_follow_the_issue() -> None:
+    assert contenders.goals("lstmkit peephole", 1) == (1.1, 1.1)
+    assert contenders.goals("lstmkit cifg", 16) == (1.15, 1.25)
+    assert contenders.goals("lstmkit fgr", 64) == (None, 1.5)
+    assert contenders.goals(contenders.BASELINE, 16) == (None, None)
+    names = {c.name for c in contenders.CONTENDERS}
+    assert set(contenders.NATIVE_SPEED) | set(contenders.REGULARISED) | set(contenders.SCRIPTED_RIVAL.values()) <= names
+
+
+def test_target_checks() -> None:
+    checks = {(c["contender"], c["measure"]): c for c in report.targets(_result())}
+    assert checks[("lstmkit peephole", "forward / nn.LSTM")]["met"] is True
+    assert checks[("lstmkit peephole", "training / nn.LSTM")]["met"] is False
+    rival = checks[("lstmkit peephole", f"{contenders.SCRIPTED_PEEPHOLE} / this, training")]
+    assert rival["value"] == pytest.approx(2.9) and rival["met"] is False
+    assert checks[("lstmkit layernorm", "training / nn.LSTM")]["met"] is True
+    assert ("lstmkit layernorm", "forward / nn.LSTM") not in checks
+    assert len(checks) == 4
+
+
+def test_thread_counts(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert run.thread_counts(3) == [3]
+    monkeypatch.setattr(run.torch, "get_num_threads", lambda: 2)
+    assert run.thread_counts(None) == [2, 1]
+    monkeypatch.setattr(run.torch, "get_num_threads", lambda: 1)
+    assert run.thread_counts(None) == [1]
+
+
+def test_cli_bench_runs_both_thread_counts(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys) -> None:
+    names = (contenders.BASELINE, "lstmkit peephole", contenders.SCRIPTED_PEEPHOLE)
+    monkeypatch.setattr(run, "QUICK", run.Plan(**{**TINY.__dict__, "contenders": names}))
+    monkeypatch.setattr(run.torch, "get_num_threads", lambda: 2)
+    monkeypatch.setattr(run.torch, "set_num_threads", lambda n: None)  # leave the test process alone
+    assert cli_main(["bench", "--quick", "--out", str(tmp_path)]) == 0
+    result = json.loads((tmp_path / "results.json").read_text())
+    assert [r["threads"] for r in result["runs"]] == [2, 1]
+    for r in result["runs"]:
+        (case,) = r["grid"]
+        assert (case["B"], case["H"], case["T"]) == (2, 8, 3) and set(case["rows"]) == set(names)
+        assert case["rows"][contenders.BASELINE]["train_ratio"] == 1.0
+    table = (tmp_path / "results.md").read_text()
+    assert "### 2 thread(s)" in table and "### 1 thread(s)" in table and "Targets:" in table
+    assert table in capsys.readouterr().out
+
+
+def test_cli_bench_rejects_bad_threads(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli_main(["bench", "--threads", "0"]) == 2
+    assert "--threads must be at least 1; got 0" in capsys.readouterr().err
+
+
+def test_harness_needs_no_source_checkout(tmp_path: Path) -> None:
+    # Outside the repository (no benchmarks/ folder importable) the installed harness still runs.
+    code = (
+        "import importlib.util, sys\n"
+        "assert importlib.util.find_spec('benchmarks') is None\n"
+        "from lstmkit.bench import run\n"
+        f"run.QUICK = run.Plan(grid=((1, 4),), T=2, reps=1, long=None, bidirectional=None, sweep=None, "
+        f"matmul_n=8, contenders=({contenders.BASELINE!r}, 'lstmkit peephole'))\n"
+        "from lstmkit.cli import main\n"
+        "sys.exit(main(['bench', '--quick', '--threads', '1', '--out', 'out']))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert (tmp_path / "out" / "results.md").is_file()
+
+
+def test_python_m_benchmarks_is_the_same_harness() -> None:
+    import benchmarks.__main__ as entry
+
+    assert entry.main is run.main
