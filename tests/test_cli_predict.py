@@ -78,6 +78,12 @@ def test_forecast_plot_errors_and_future(tmp_path: Path, series_csv: Path, capsy
         assert shown[key] == pytest.approx(best["test"][key], rel=1e-6), key
     lines = future.read_text().splitlines()
     assert lines[0] == "date,temp_forecast" and len(lines) == 6
+    # by default the plot and the future CSV go into the run folder; missing folders are created
+    assert main(["forecast", str(run), "--future", "2"]) == 0
+    assert (run / "forecast.png").is_file() and (run / "future.csv").is_file()
+    assert main(["forecast", str(run), "--out", str(tmp_path / "new" / "deep" / "fc.png")]) == 0
+    assert (tmp_path / "new" / "deep" / "fc.png").is_file()
+    capsys.readouterr()
     assert [line.split(",")[0] for line in lines[1:]] == [f"2021-10-{d:02d}" for d in range(28, 32)] + ["2021-11-01"]
     assert all(math.isfinite(float(line.split(",")[1])) for line in lines[1:])
 
@@ -127,6 +133,13 @@ def test_sample_continues_the_prime(tmp_path: Path, text_file: Path, capsys: pyt
     assert greedy.shape == (10,) and torch.equal(greedy, sample_tokens(model, task.encode("the "), 10, 0.0))
     assert main(["sample", str(run), "--temperature", "-1"]) == 2
     one_line_error(capsys, 2, "--temperature must be >= 0")
+    # characters the model never saw are named, once each, in one warning line
+    assert main(["sample", str(run), "--length", "5", "--prime", "Zürich ☃ the"]) == 0
+    err = capsys.readouterr().err
+    assert err == (
+        "lstmkit sample: warning: the prime holds characters this model never saw, read as unknown: "
+        "'Z', 'i', 'r', 'ü', '☃'\n"
+    )
 
 
 def test_sample_and_forecast_refuse_other_runs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

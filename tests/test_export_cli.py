@@ -87,3 +87,15 @@ def test_export_errors_are_one_line(tmp_path: Path, capsys) -> None:
     assert main(["export", str(run), "--onnx", str(tmp_path / "m.onnx"), "--batch", "0"]) == 2
     assert "--batch must be a positive int; got 0" in capsys.readouterr().err
     assert not (tmp_path / "m.onnx").exists()
+    # a target that cannot be written is named as given, not as the temporary file beside it
+    assert main(["export", str(run), "--onnx", "/proc/m.onnx"]) == 2
+    assert capsys.readouterr().err == "lstmkit export: error: cannot write /proc/m.onnx: No such file or directory\n"
+
+
+def test_a_torch_pickle_is_named_as_such(tmp_path: Path, capsys) -> None:
+    import torch
+
+    torch.save({"weight": torch.zeros(2)}, tmp_path / "model.pt")
+    assert main(["eval", str(tmp_path / "model.pt")]) == 2
+    err = capsys.readouterr().err
+    assert "model.pt is a PyTorch pickle (torch.save), not an lstmkit checkpoint" in err and err.count("\n") == 1

@@ -82,7 +82,8 @@ def atomic_write(path: str | os.PathLike[str], data: bytes | str) -> None:
     """Write ``data`` to ``path`` through a temporary file, ``fsync`` and one ``os.replace``.
 
     The file gets mode ``0o666`` minus the umask. On any error the temporary file is removed
-    and ``path`` is untouched. Fault points ``<name>.tmp`` and ``<name>.renamed``.
+    and ``path`` is untouched; an ``OSError`` names ``path``, not the temporary file. Fault
+    points ``<name>.tmp`` and ``<name>.renamed``.
 
     Example::
 
@@ -90,7 +91,10 @@ def atomic_write(path: str | os.PathLike[str], data: bytes | str) -> None:
     """
     path = Path(path)
     payload = data.encode() if isinstance(data, str) else data
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as err:  # name the file the user asked for, not the temporary one
+        raise OSError(err.errno, err.strerror, str(path)) from None
     try:
         with os.fdopen(fd, "wb") as f:
             os.fchmod(f.fileno(), umask_mode())
@@ -99,9 +103,11 @@ def atomic_write(path: str | os.PathLike[str], data: bytes | str) -> None:
             os.fsync(f.fileno())
         fault_point(f"{path.name}.tmp")
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(err, OSError) and err.filename == tmp:
+            raise OSError(err.errno, err.strerror, str(path)) from None
         raise
     fault_point(f"{path.name}.renamed")
     fsync_dir(path.parent)

@@ -16,7 +16,7 @@ import json
 from typing import Any
 
 from .common import add_run_argument
-from .errors import CLIError
+from .errors import CLIError, os_error_line
 
 
 def register(subparsers: Any) -> None:
@@ -53,7 +53,9 @@ def run_export(args: argparse.Namespace) -> int:
     try:
         model, config = load_run(args.run)
         best = load_best(args.run, model)
-    except (ValueError, OSError) as err:
+    except OSError as err:
+        raise CLIError(os_error_line(err, "read")) from None
+    except ValueError as err:
         raise CLIError(str(err)) from None
     core = getattr(model, "lstm", None)
     if not isinstance(core, LSTM):
@@ -64,7 +66,9 @@ def run_export(args: argparse.Namespace) -> int:
             result, what = _core(args, core), "recurrent core only"
         else:
             result, what = _whole(args, model, config)
-    except (ValueError, TypeError, ImportError, RuntimeError, OSError) as err:
+    except OSError as err:
+        raise CLIError(os_error_line(err)) from None
+    except (ValueError, TypeError, ImportError, RuntimeError) as err:
         raise CLIError(str(err)) from None
     check = (
         f"onnxruntime max |diff| {result.max_abs_diff:.2g} vs PyTorch"

@@ -113,14 +113,6 @@ def expect_shape(name: str, value: Tensor, expected: tuple[int, ...], note: str 
         raise ShapeError(f"{name} must have shape {expected}{extra}; got {tuple(value.shape)}")
 
 
-def same_dtype_device(a_name: str, a: Tensor, b_name: str, b: Tensor) -> None:
-    if a.dtype != b.dtype or a.device != b.device:
-        raise TypeError(
-            f"{a_name} and {b_name} must share dtype and device; got {a.dtype} on {a.device} "
-            f"and {b.dtype} on {b.device}"
-        )
-
-
 def is_float_dtype(dtype: torch.dtype | None) -> None:
     if dtype is not None and not dtype.is_floating_point:
         raise TypeError(f"dtype must be a floating-point dtype; got {dtype}")

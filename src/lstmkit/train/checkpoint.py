@@ -186,6 +186,11 @@ def read_checkpoint(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tenso
         raise ValueError(f"{where}: {len(data)} bytes, shorter than the 8-byte header length")
     (header_len,) = struct.unpack("<Q", data[:8])
     if 8 + header_len > len(data):
+        if data[:4] == b"PK\x03\x04" or (data[0] == 0x80 and 2 <= data[1] <= 5):  # torch.save's zip, a pickle
+            raise ValueError(
+                f"{path} is a PyTorch pickle (torch.save), not an lstmkit checkpoint (safetensors); lstmkit never "
+                "unpickles: if you trust the file, torch.load it yourself and load_state_dict the weights"
+            )
         raise ValueError(f"{where}: header says {header_len} bytes but the file has {len(data) - 8} after it")
     try:
         header = json.loads(data[8 : 8 + header_len])
