@@ -11,9 +11,22 @@ from pathlib import Path
 import lstmkit
 
 PACKAGE = Path(lstmkit.__file__).resolve().parent
-LAYERS = ("fileio", "spec", "functional", "kernels", "modules", "trace", "interop", "tasks", "train", "bench", "cli")
-"""Bottom to top. ``fileio`` is a leaf utility (atomic writes) that imports nothing of lstmkit; ``bench``
-is the benchmark harness the CLI offers."""
+LAYERS = (
+    "fileio",
+    "spec",
+    "functional",
+    "kernels",
+    "init",
+    "modules",
+    "trace",
+    "interop",
+    "tasks",
+    "train",
+    "bench",
+    "cli",
+)
+"""Bottom to top. ``fileio`` is a leaf utility (atomic writes) that imports nothing of lstmkit; ``init``
+(gate-bias initialisation) sits below the modules that call it; ``bench`` is the benchmark harness the CLI offers."""
 FACADES = ("__init__", "__main__", "demo")
 """The package's entry points sit above every layer and may import any."""
 FACADE_LEVEL = "interop"

@@ -368,6 +368,33 @@ def test_charlm_bad_files(tmp_path) -> None:
         make_task("charlm", text_file=str(tmp_path))
 
 
+# ----------------------------------------------------------------------------- longest lags (chrono's T_max)
+@pytest.mark.parametrize(
+    ("name", "kwargs", "expected"),
+    [
+        ("adding", {"T": 1000}, 1100),  # lengths T .. T + T/10, first mark among the first ten steps
+        ("adding", {"T": 500, "modern": True}, 500),
+        ("copy", {"T": 200}, 220),  # symbols read at steps 0..9, written back at T + 10 .. T + 19
+        ("order", {"variant": "6b"}, 110),
+        ("charlm", {}, None),
+    ],
+)
+def test_max_lag_is_the_longest_lag(name: str, kwargs: dict, expected: int | None) -> None:
+    task = make_task(name, **kwargs)
+    assert task.max_lag == expected
+    if expected is not None:  # no test sequence is longer than the longest lag, and some reach it
+        lengths = task.test_set().lengths
+        assert int(lengths.max()) <= expected
+        assert int(lengths.max()) >= expected - 1 or name == "order"
+
+
+def test_reber_max_lag_is_its_longest_test_string() -> None:
+    task = make_task("reber", test_size=300)
+    batch = task.test_set()
+    assert task.max_lag == int(batch.lengths.max()) == batch.inputs.shape[1]
+    assert 10 < task.max_lag < 100
+
+
 # ----------------------------------------------------------------------------- docstring examples
 @pytest.mark.parametrize("module", ["__init__", "adding", "copy", "order", "reber", "charlm", "forecast"])
 def test_docstring_examples_run(module: str) -> None:

@@ -4,6 +4,7 @@ Every gate visible, every variant from the literature as one composable :class:`
 drop-in compatible with ``torch.nn.LSTM`` and ``torch.nn.LSTMCell``.
 """
 
+from . import init  # chrono_, forget_bias_, torch_default_ (gate-bias initialisation)
 from .functional import CellGates, LayerWeights, lstm_layer, lstm_step
 from .interop import export_onnx  # imports onnx only when called
 from .modules import LSTM, LSTMCell, SeedLSTMCell
@@ -36,6 +37,7 @@ __all__ = [
     "SeedLSTMCell",
     "__version__",
     "export_onnx",
+    "init",
     "lstm_layer",
     "lstm_step",
 ]

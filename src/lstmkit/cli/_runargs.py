@@ -9,9 +9,10 @@ import json
 import math
 from typing import Any
 
+from ..init import INITS
 from ..spec import PRESETS, CellSpec
 from ..train.config import BASELINES, OPTIMIZERS, ModelConfig, OptimConfig, RunConfig
-from ..train.defaults import defaults_for
+from ..train.defaults import defaults_for, resolve_init
 from .errors import CLIError
 
 # CLI flag (dest) -> constructor argument names a task may use for it, first match wins
@@ -39,6 +40,8 @@ MODEL_FIELDS = (
     "proj_size",
     "dropout",
     "forget_bias",
+    "init",
+    "t_max",
     "recurrent_dropout",
     "zoneout",
     "weight_drop",
@@ -111,6 +114,14 @@ def add_model_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--proj-size", dest="proj_size", type=int, help="LSTM projection size (0: none)")
     g.add_argument("--dropout", type=float, help="dropout between layers")
     g.add_argument("--forget-bias", dest="forget_bias", type=float, help="added to the forget-gate bias at init")
+    g.add_argument(
+        "--init",
+        choices=INITS,
+        help="gate-bias init: chrono (Tallec & Ollivier 2018; default for the long-lag tasks), torch, or irnn (RNN)",
+    )
+    g.add_argument(
+        "--t-max", dest="t_max", type=float, help="chrono's longest dependency in steps (default: the task's)"
+    )
     g.add_argument("--recurrent-dropout", dest="recurrent_dropout", type=float, help="variational dropout on h")
     g.add_argument("--zoneout", type=float, help="zoneout probability on c and h")
     g.add_argument("--weight-drop", dest="weight_drop", type=float, help="DropConnect on weight_hh")
@@ -246,6 +257,11 @@ def build_config(
         model_kw["bidirectional"] = True
     if "spec" in vars(args) and args.spec is not None:
         model_kw["spec"] = parse_spec(args.spec)
+    if base is None:
+        try:
+            model_kw = resolve_init(model_kw, given, getattr(task, "max_lag", None), task_name)
+        except (TypeError, ValueError) as err:
+            raise CLIError(str(err)) from None
     optim_kw.update(explicit(args, OPTIM_FIELDS))
     if "clip" in vars(args) and args.clip is not None:
         optim_kw["clip"] = None if args.clip == 0 else args.clip

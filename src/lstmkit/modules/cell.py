@@ -8,6 +8,7 @@ import torch
 from torch import _VF, Tensor, nn
 
 from ..functional import CellGates, lstm_step
+from ..init import apply_init, module_init
 from ..spec import CellSpec, resolve_spec
 from . import base, validate
 
@@ -30,7 +31,8 @@ class LSTMCell(nn.Module):
     Args:
         input_size: I. hidden_size: H. bias: use ``bias_ih`` and ``bias_hh``.
         spec: the cell variant. forget_bias: constant added to the forget-gate bias at init
-            (Jozefowicz et al. 2015 recommend 1.0). zoneout: keep probability of the previous
+            (Jozefowicz et al. 2015 recommend 1.0). init, t_max: "torch" or "chrono" with its
+            longest dependency (:mod:`lstmkit.init`). zoneout: keep probability of the previous
             cell / hidden value per unit, a float or (z_cell, z_hidden) (Krueger et al. 2016):
             fresh masks at every call in training, the expectation in evaluation.
         generator: the ``torch.Generator`` that zoneout masks are drawn from (default: global).
@@ -66,6 +68,8 @@ class LSTMCell(nn.Module):
         *,
         spec: CellSpec | str | None = None,
         forget_bias: float = 0.0,
+        init: str = "torch",
+        t_max: float | None = None,
         zoneout: float | tuple[float, float] = 0.0,
         generator: torch.Generator | None = None,
         device: Any = None,
@@ -77,6 +81,7 @@ class LSTMCell(nn.Module):
         self.bias = bias = validate.flag("bias", bias)
         self.spec = resolve_spec(spec)
         self.forget_bias = validate.forget_bias(forget_bias, self.spec, bias)
+        self.init, self.t_max = module_init(init, t_max, forget_bias, bias)
         self.zoneout = validate.zoneout_pair(zoneout)
         self.generator = generator
         validate.is_float_dtype(dtype)
@@ -87,6 +92,7 @@ class LSTMCell(nn.Module):
     def reset_parameters(self) -> None:
         """torch's initialisation (see :func:`lstmkit.modules.base.reset`)."""
         base.reset(self, self.spec, self.hidden_size, [""], self.forget_bias)
+        apply_init(self, self.init, self.t_max)  # chrono: Tallec & Ollivier 2018 (lstmkit.init)
 
     def __prepare_scriptable__(self) -> nn.Module:
         """Called by ``torch.jit.script`` before compiling: refuses with the reason and what to use."""

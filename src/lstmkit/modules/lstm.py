@@ -12,6 +12,7 @@ from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_
 
 from .. import kernels
 from ..functional import LayerResult, LayerWeights
+from ..init import apply_init, module_init
 from ..kernels.native import native_lstm
 from ..spec import CellSpec, resolve_spec
 from . import base, validate
@@ -52,6 +53,8 @@ class LSTM(nn.Module):
     Keyword-only:
         spec: a :class:`CellSpec` or a preset name ("peephole", "cifg", "layernorm", ...).
         forget_bias: constant added to the forget-gate bias at init (Jozefowicz et al. 2015).
+        init, t_max: gate-bias initialisation, "torch" (default) or "chrono" with its longest
+            dependency ``t_max``: b_f ~ log U[1, t_max - 1], b_i = -b_f (:mod:`lstmkit.init`).
         recurrent_dropout: variational dropout on h_{t-1}: one mask per sequence and
             layer-direction, the same at every step, training only (Gal & Ghahramani 2016).
         zoneout: float or (z_cell, z_hidden): each unit keeps its previous value with that
@@ -98,6 +101,8 @@ class LSTM(nn.Module):
         *,
         spec: CellSpec | str | None = None,
         forget_bias: float = 0.0,
+        init: str = "torch",
+        t_max: float | None = None,
         recurrent_dropout: float = 0.0,
         zoneout: float | tuple[float, float] = 0.0,
         weight_drop: float = 0.0,
@@ -125,6 +130,7 @@ class LSTM(nn.Module):
         self.proj_size = proj_size
         self.spec = resolve_spec(spec)
         self.forget_bias = validate.forget_bias(forget_bias, self.spec, bias)
+        self.init, self.t_max = module_init(init, t_max, forget_bias, bias)
         self.recurrent_dropout = validate.probability("recurrent_dropout", recurrent_dropout, closed=False)
         self.zoneout = validate.zoneout_pair(zoneout)
         self.weight_drop = validate.probability("weight_drop", weight_drop, closed=False)
@@ -154,6 +160,7 @@ class LSTM(nn.Module):
     def reset_parameters(self) -> None:
         """torch's initialisation (see :func:`lstmkit.modules.base.reset`)."""
         base.reset(self, self.spec, self.hidden_size, self._suffixes, self.forget_bias)
+        apply_init(self, self.init, self.t_max)  # chrono: Tallec & Ollivier 2018 (lstmkit.init)
 
     def __prepare_scriptable__(self) -> nn.Module:
         """Called by ``torch.jit.script`` before compiling: refuses with the reason and what to use."""
@@ -170,6 +177,8 @@ class LSTM(nn.Module):
             "bidirectional": False,
             "proj_size": 0,
             "forget_bias": 0.0,
+            "init": "torch",
+            "t_max": None,
             "recurrent_dropout": 0.0,
             "zoneout": (0.0, 0.0),
             "weight_drop": 0.0,

@@ -98,6 +98,11 @@ class AddingTask(Task):
         """Padded length of every batch: ``T + T // 10`` (classic) or ``T`` (modern)."""
         return self.T if self.modern else self.T + self.T // 10
 
+    @property
+    def max_lag(self) -> int:
+        """The longest lag: the padded length (the first mark may sit at step 0, the output at the end)."""
+        return self.max_length
+
     # ------------------------------------------------------------------ data
     def sample(self, batch_size: int, generator: torch.Generator) -> Batch:
         """A fresh batch of ``batch_size`` sequences drawn from ``generator``."""

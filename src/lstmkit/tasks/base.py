@@ -58,6 +58,14 @@ class Task:
     vocab_size: int | None = None  # token-id input, embedded by the model, when set
     test_size: int = 2560  # size of the fixed held-out test set
 
+    @property
+    def max_lag(self) -> int | None:
+        """The longest time lag, in steps, the task may ask a model to bridge (None when unknown).
+
+        ``lstmkit train`` uses it as chrono's ``T_max`` (:func:`lstmkit.init.chrono_`).
+        """
+        return None
+
     def sample(self, batch_size: int, generator: torch.Generator) -> Batch:
         """A fresh training batch drawn from ``generator``."""
         raise NotImplementedError

@@ -88,6 +88,11 @@ class CopyTask(Task):
         return self.T + 2 * COPY_LENGTH
 
     @property
+    def max_lag(self) -> int:
+        """The longest lag: ``T + 20`` (the first symbol is read at step 0 and written back at the end)."""
+        return self.length
+
+    @property
     def baseline_loss(self) -> float:
         """Cross-entropy of the memoryless strategy, ``10 ln 8 / (T + 20)``."""
         return copy_baseline(self.T)

@@ -96,6 +96,11 @@ class OrderTask(Task):
         self._test: Batch | None = None
 
     @property
+    def max_lag(self) -> int:
+        """The longest lag: 110 steps, the longest sequence (the first relevant symbol to the output)."""
+        return MAX_LENGTH
+
+    @property
     def class_names(self) -> tuple[str, ...]:
         """The paper's names of the classes, by class id."""
         return CLASS_NAMES[self.variant]

@@ -135,6 +135,11 @@ class ReberTask(Task):
         self.output_size = len(SYMBOLS)
         self._test: Batch | None = None
 
+    @property
+    def max_lag(self) -> int:
+        """The longest lag: the steps of the longest test string (its second symbol is needed at its end)."""
+        return int(self.test_set().lengths.max())
+
     def sample(self, batch_size: int, generator: torch.Generator) -> Batch:
         """A fresh batch of ``batch_size`` strings drawn from ``generator``."""
         b = check_batch_size(batch_size)

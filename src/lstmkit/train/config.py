@@ -20,6 +20,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..init import check_init
 from ..spec import CellSpec
 
 BASELINES = ("lstm", "rnn", "gru")
@@ -66,6 +67,8 @@ class ModelConfig:
     dropout: float = 0.0  # dropout between stacked layers
     spec: dict[str, Any] = field(default_factory=dict)  # CellSpec fields that differ from the default
     forget_bias: float = 0.0  # added to the forget-gate bias at init (Jozefowicz et al. 2015)
+    init: str = "torch"  # gate-bias init (lstmkit.init): "torch", "chrono" (LSTM, GRU), "irnn" (RNN: ReLU, W_hh = I)
+    t_max: float | None = None  # chrono's longest dependency T_max in steps (None unless init="chrono")
     recurrent_dropout: float = 0.0  # variational dropout on h_{t-1} (Gal & Ghahramani 2016)
     zoneout: float = 0.0  # zoneout probability on c and h (Krueger et al. 2016)
     weight_drop: float = 0.0  # DropConnect on weight_hh (Merity et al. 2017)
@@ -97,6 +100,8 @@ class ModelConfig:
                     f"it has no {', '.join(used)} (LSTM options only)"
                 )
         self.cell_spec()  # validates the spec fields
+        allowed = {"lstm": ("torch", "chrono"), "gru": ("torch", "chrono"), "rnn": ("torch", "irnn")}[self.baseline]
+        check_init(self.init, self.t_max, allowed)
 
     def cell_spec(self) -> CellSpec:
         """The :class:`CellSpec` of the LSTM core."""

@@ -10,6 +10,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from ..init import apply_init
 from ..modules import LSTM
 from .config import ModelConfig
 
@@ -24,6 +25,9 @@ class SequenceModel(nn.Module):
 
     where :math:`\ell` is each sequence's last valid step. ``.lstm`` is an :class:`lstmkit.LSTM`
     (``batch_first=True``), or ``torch.nn.RNN``/``torch.nn.GRU`` when ``config.baseline`` says so.
+    ``config.init`` picks the gate-bias initialisation (:mod:`lstmkit.init`): chrono for the LSTM
+    (b_f ~ log U[1, T_max - 1], b_i = -b_f) and for the GRU's update gate; IRNN (ReLU units,
+    identity recurrent weights, zero biases; Le, Jaitly & Hinton 2015) for the RNN.
     Bidirectional cores run on packed sequences, so the reverse direction starts at each
     sequence's own last step; unidirectional ones index the output by ``lengths``.
 
@@ -55,12 +59,15 @@ class SequenceModel(nn.Module):
                 proj_size=c.proj_size,
                 spec=c.cell_spec(),
                 forget_bias=c.forget_bias,
+                init=c.init,
+                t_max=c.t_max,
                 recurrent_dropout=c.recurrent_dropout,
                 zoneout=c.zoneout,
                 weight_drop=c.weight_drop,
             )
         else:
             core = nn.RNN if c.baseline == "rnn" else nn.GRU
+            kw = {"nonlinearity": "relu"} if c.init == "irnn" else {}  # IRNN: ReLU units (Le et al. 2015)
             self.lstm = core(
                 core_input,
                 c.hidden,
@@ -68,7 +75,9 @@ class SequenceModel(nn.Module):
                 batch_first=True,
                 dropout=c.dropout if c.layers > 1 else 0.0,
                 bidirectional=c.bidirectional,
+                **kw,
             )
+            apply_init(self.lstm, c.init, c.t_max)  # the baseline's own best-known init (lstmkit.init)
         D = 2 if c.bidirectional else 1
         R = c.proj_size if (c.baseline == "lstm" and c.proj_size > 0) else c.hidden
         self.head = nn.Linear(D * R, c.output_size)
