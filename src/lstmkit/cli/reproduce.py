@@ -152,7 +152,7 @@ def run_reproduce(args: argparse.Namespace) -> int:
         except (OSError, ValueError, KeyError, TypeError) as err:
             raise CLIError(f"--append: cannot read {out / 'results.json'}: {err}") from None
     for row in rows:
-        entry = {"key": row.key, "label": row.label, "args": list(row.args), "paper": row.paper}
+        entry: dict[str, Any] = {"key": row.key, "label": row.label, "args": list(row.args), "paper": row.paper}
         entry.update(paper_note=row.paper_note, cap_s=row.cap_s * args.cap_scale, runs=[])
         report["rows"].append(entry)
         for seed in range(args.seeds or row.seeds):

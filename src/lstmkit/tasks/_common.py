@@ -44,11 +44,6 @@ def uniform_int(low: Tensor | int, high: Tensor | int, size: int, generator: tor
     return low_t + torch.minimum(k, (span - 1).to(torch.int64))  # guard the u -> 1 edge
 
 
-def steps_mask(lengths: Tensor, steps: int) -> Tensor:
-    """(B, T) bool, True at steps ``t < lengths[b]``."""
-    return torch.arange(steps).unsqueeze(0) < lengths.unsqueeze(1)
-
-
 def check_prediction(prediction: Tensor, shape: tuple[int, ...], task: str) -> None:
     """A ValueError naming expected and actual shapes when the model output does not fit the batch."""
     if not isinstance(prediction, Tensor):

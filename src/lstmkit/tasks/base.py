@@ -13,6 +13,8 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
+from ._common import fixed_generator
+
 
 @dataclass
 class Batch:
@@ -57,6 +59,7 @@ class Task:
     output_size: int = 0  # model outputs per readout
     vocab_size: int | None = None  # token-id input, embedded by the model, when set
     test_size: int = 2560  # size of the fixed held-out test set
+    test_seed: int = 0  # seed of the generator that draws it (each task sets its own)
 
     @property
     def max_lag(self) -> int | None:
@@ -71,8 +74,15 @@ class Task:
         raise NotImplementedError
 
     def test_set(self) -> Batch:
-        """The fixed held-out test set (the same every call; its own seed)."""
-        raise NotImplementedError
+        """The fixed held-out test set: made once by :meth:`make_test_set`, then the same object every call."""
+        cached: Batch | None = self.__dict__.get("_test_set")
+        if cached is None:
+            cached = self.__dict__["_test_set"] = self.make_test_set()
+        return cached
+
+    def make_test_set(self) -> Batch:
+        """``test_size`` sequences drawn by :meth:`sample` from a generator seeded with ``test_seed``."""
+        return self.sample(self.test_size, fixed_generator(self.test_seed))
 
     def loss(self, prediction: Tensor, batch: Batch) -> Tensor:
         """Scalar training loss of the model's prediction."""

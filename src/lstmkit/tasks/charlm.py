@@ -82,6 +82,7 @@ class CharLMTask(Task):
     """
 
     name: ClassVar[str] = "charlm"
+    vocab_size: int  # always set: the text's characters plus the unknown symbol
     readout: ClassVar[str] = "all"
     paper: ClassVar[dict[str, object]] = {
         "source": "character-level language modelling (as in Graves 2013, Karpathy et al. 2015); "
@@ -130,7 +131,6 @@ class CharLMTask(Task):
         self.num_characters = len(text)
         self._train = self.encode(text[:split])  # (N_train,)
         self._held = self.encode(text[split:])  # (N_held,)
-        self._test: Batch | None = None
 
     # ------------------------------------------------------------------ text <-> ids
     def encode(self, text: str) -> Tensor:
@@ -165,13 +165,11 @@ class CharLMTask(Task):
         starts = torch.randint(0, len(self._train) - self.seq_len, (b,), generator=gen)
         return self._windows(self._train, starts)
 
-    def test_set(self) -> Batch:
+    def make_test_set(self) -> Batch:
         """Consecutive windows of the held-out text, from its start (at most ``test_size`` of them)."""
-        if self._test is None:
-            count = min(self.test_size, (len(self._held) - 1) // self.seq_len)
-            starts = torch.arange(count, dtype=torch.int64) * self.seq_len
-            self._test = self._windows(self._held, starts)
-        return self._test
+        count = min(self.test_size, (len(self._held) - 1) // self.seq_len)
+        starts = torch.arange(count, dtype=torch.int64) * self.seq_len
+        return self._windows(self._held, starts)
 
     # ------------------------------------------------------------------ loss and metrics
     def loss(self, prediction: Tensor, batch: Batch) -> Tensor:

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ._common import check_batch_size, check_generator, check_int, check_prediction, fixed_generator
+from ._common import check_batch_size, check_generator, check_int, check_prediction
 from .base import Batch, Task
 
 NUM_CATEGORIES = 10
@@ -80,7 +80,6 @@ class CopyTask(Task):
         self.test_seed = check_int("test_seed", test_seed, 0)
         self.input_size = NUM_CATEGORIES
         self.output_size = NUM_CATEGORIES
-        self._test: Batch | None = None
 
     @property
     def length(self) -> int:
@@ -112,12 +111,6 @@ class CopyTask(Task):
         lengths = torch.full((b,), L, dtype=torch.int64)
         mask = torch.ones(b, L, dtype=torch.bool)
         return Batch(inputs, targets, lengths, mask, {"symbols": symbols})
-
-    def test_set(self) -> Batch:
-        """The fixed held-out set: ``test_size`` sequences from the task's own ``test_seed``."""
-        if self._test is None:
-            self._test = self.sample(self.test_size, fixed_generator(self.test_seed))
-        return self._test
 
     def loss(self, prediction: Tensor, batch: Batch) -> Tensor:
         """Mean cross-entropy over all (sequence, step) pairs; prediction (B, T + 20, 10) logits."""

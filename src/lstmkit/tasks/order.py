@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ._common import check_batch_size, check_generator, check_int, check_prediction, fixed_generator, uniform_int
+from ._common import check_batch_size, check_generator, check_int, check_prediction, uniform_int
 from .base import Batch, Task
 
 SYMBOLS = ("a", "b", "c", "d", "X", "Y", "B", "E")
@@ -93,7 +93,6 @@ class OrderTask(Task):
         self.test_seed = check_int("test_seed", test_seed, 0)
         self.input_size = len(SYMBOLS)
         self.output_size = 2 ** len(VARIANTS[variant])
-        self._test: Batch | None = None
 
     @property
     def max_lag(self) -> int:
@@ -128,12 +127,6 @@ class OrderTask(Task):
         targets = F.one_hot(label, self.output_size).to(torch.float32)
         extra = {"label": label, "positions": torch.stack(positions, dim=1)}
         return Batch(inputs, targets, lengths, None, extra)
-
-    def test_set(self) -> Batch:
-        """The fixed held-out set: ``test_size`` sequences from the task's own ``test_seed``."""
-        if self._test is None:
-            self._test = self.sample(self.test_size, fixed_generator(self.test_seed))
-        return self._test
 
     def loss(self, prediction: Tensor, batch: Batch) -> Tensor:
         """Mean binary cross-entropy of ``sigmoid(prediction)`` (B, C) against the one-hot target."""

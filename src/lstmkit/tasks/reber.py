@@ -15,13 +15,13 @@ predict the symbol before last it must remember the second symbol across the inn
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import ClassVar
+from typing import ClassVar, cast
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ._common import check_batch_size, check_generator, check_int, check_prediction, fixed_generator
+from ._common import check_batch_size, check_generator, check_int, check_prediction
 from .base import Batch, Task
 
 SYMBOLS = "BTPSXVE"
@@ -47,11 +47,8 @@ def _embedded_edges(state: tuple[str, object]) -> tuple[tuple[str, tuple[str, ob
     if kind == "branch":
         return (("T", ("inner", ("T", 0))), ("P", ("inner", ("P", 0))))
     if kind == "inner":
-        branch, s = state[1]  # type: ignore[misc]
-        return tuple(
-            (sym, ("exit", branch) if nxt == -1 else ("inner", (branch, nxt)))
-            for sym, nxt in REBER[s]  # type: ignore[index]
-        )
+        branch, s = cast("tuple[str, int]", state[1])
+        return tuple((sym, ("exit", branch) if nxt == -1 else ("inner", (branch, nxt))) for sym, nxt in REBER[s])
     if kind == "exit":
         return ((str(state[1]), ("last", None)),)
     if kind == "last":
@@ -133,7 +130,6 @@ class ReberTask(Task):
         self.test_seed = check_int("test_seed", test_seed, 0)
         self.input_size = len(SYMBOLS)
         self.output_size = len(SYMBOLS)
-        self._test: Batch | None = None
 
     @property
     def max_lag(self) -> int:
@@ -167,12 +163,6 @@ class ReberTask(Task):
         inputs = F.one_hot(tokens, len(SYMBOLS)).to(torch.float32) * mask.unsqueeze(2)
         branch = torch.tensor([1 if s[1] == "T" else 0 for s, _ in strings], dtype=torch.int64)
         return Batch(inputs, targets, lengths, mask, {"branch": branch})
-
-    def test_set(self) -> Batch:
-        """The fixed held-out set: ``test_size`` strings from the task's own ``test_seed``."""
-        if self._test is None:
-            self._test = self.sample(self.test_size, fixed_generator(self.test_seed))
-        return self._test
 
     def loss(self, prediction: Tensor, batch: Batch) -> Tensor:
         """Binary cross-entropy of ``sigmoid(prediction)`` against the legal-next targets, valid steps only."""

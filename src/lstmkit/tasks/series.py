@@ -232,7 +232,7 @@ def read_series(
     names = list(dict.fromkeys([target, *features]))
     dates = _parse_dates(frame, date_name, where, date_column is not None) if date_name is not None else None
     date_name = date_name if dates is not None else None
-    freq = _infer_freq(dates, date_name, where) if dates is not None else None
+    freq = _infer_freq(dates, date_name, where) if dates is not None and date_name is not None else None
     columns_data = []
     for name in names:
         if name == date_name and dates is not None:  # the date asked for as a feature: decimal years
