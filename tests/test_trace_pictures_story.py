@@ -74,3 +74,22 @@ def test_summary_json_of_a_trace_with_nan_is_valid_json() -> None:
     text = _trace(model, x).summary_json()
     data = json.loads(text)  # strict JSON: NaN is written as null
     assert data["layers"][0][0]["gates"]["input"]["mean"] is None
+
+
+def test_learning_curve_puts_charlm_train_loss_in_bits_and_wraps_a_long_title(tmp_path, monkeypatch) -> None:
+    import math
+
+    import lstmkit.train.curves as curves
+
+    rows = [
+        {"sequences": 32, "train_loss": 2.0},
+        {"sequences": 64, "train_loss": 1.0, "test": {"bpc": 1.5, "loss": 1.5 * math.log(2)}},
+    ]
+    captured = {}
+    monkeypatch.setattr(curves, "save_png", lambda fig, path, dpi=100: captured.setdefault("fig", fig))
+    curves.plot_curve(rows, tmp_path / "c.png", "bpc", title="forecast " + "csv_file=/a/very/long/path.csv " * 6)
+    loss_ax, test_ax = captured["fig"].axes
+    assert loss_ax.get_ylabel() == "train loss (bits per character)" and test_ax.get_ylabel() == "test bpc"
+    assert list(loss_ax.lines[0].get_ydata()) == [2.0 / math.log(2), 1.0 / math.log(2)]
+    title = captured["fig"]._suptitle.get_text()
+    assert "\n" in title and all(len(line) <= 100 for line in title.splitlines())
