@@ -5,7 +5,8 @@ for every :class:`~lstmkit.CellSpec` and projection, differentiable w.r.t. ``x``
 every tensor of :class:`~lstmkit.LayerWeights`. The work is split as DESIGN.md §2 asks:
 
 - input projection of all T steps in one GEMM (``zx = W_ih x + b_ih + b_hh``; layer-normed first
-  under ``layer_norm``), here in Python so autograd gives ``dW_ih = dZ^T X`` in one GEMM too;
+  under ``layer_norm``), here in Python so autograd gives ``dW_ih = dZ^T X`` in one GEMM too
+  (oneDNN GEMMs on CPU float32, see :mod:`.projection`);
 - the recurrence (``csrc/lstm.cpp``): per step one GEMM ``h_{t-1} W_hh^T``, then all gate and
   state maths fused in one pass over (B, G*H); backward (BPTT) stores gate activations and
   states, and computes ``dW_hh`` with one GEMM over all steps.
@@ -42,6 +43,7 @@ from ...functional import LN_EPS, LayerResult, LayerWeights, check_lengths, reve
 from ...functional import lstm_layer as reference_layer
 from ...spec import CellSpec
 from . import build, ops
+from .projection import linear as _project
 
 ACTIVATION_CODES = {"sigmoid": 0, "hard_sigmoid": 1, "tanh": 2, "identity": 3, "relu": 4, "softsign": 5}
 """Activation name -> code understood by ``csrc/activations.h``."""
@@ -310,9 +312,9 @@ def lstm_layer(
 
     bias = w.bias_ih + w.bias_hh if (w.bias_ih is not None and w.bias_hh is not None) else None
     if spec.layer_norm:
-        zx = F.layer_norm(F.linear(x, w.weight_ih), (G * H,), w.ln_ih_weight, bias, LN_EPS)  # (T, B, G*H)
+        zx = F.layer_norm(_project(x, w.weight_ih), (G * H,), w.ln_ih_weight, bias, LN_EPS)  # (T, B, G*H)
     else:
-        zx = F.linear(x, w.weight_ih, bias)  # (T, B, G*H)
+        zx = _project(x, w.weight_ih, bias)  # (T, B, G*H), oneDNN GEMMs on CPU float32
     clip = float(spec.cell_clip) if spec.cell_clip is not None else -1.0
     options = (_config(spec, H), clip, zc, zh)
     # eager: an autograd.Function that keeps the C++ forward's saved tensors for BPTT; while a graph
