@@ -31,7 +31,16 @@ from torch import Tensor
 
 from ..fileio import atomic_write
 from ..modules.lstm import LSTM
-from .onnx_export import DEFAULT_OPSET, MIN_OPSET, TOLERANCE, OnnxExport, _ir_version, _require, core_nodes
+from .onnx_export import (
+    DEFAULT_OPSET,
+    MIN_OPSET,
+    TOLERANCE,
+    OnnxExport,
+    _ir_version,
+    _require,
+    compare_in_onnxruntime,
+    core_nodes,
+)
 
 
 @dataclass(frozen=True)
@@ -219,23 +228,5 @@ def verify(
 ) -> float | None:
     """Run ``path`` in onnxruntime on ``feeds`` and compare each expected output within its
     tolerance; returns the largest difference in ``prediction``, None without onnxruntime."""
-    try:
-        import onnxruntime as ort
-    except ImportError:
-        return None
-    try:
-        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        got = session.run(list(expected), {k: v.detach().cpu().numpy() for k, v in feeds.items()})
-    except Exception as err:  # onnxruntime raises its own exception types
-        raise RuntimeError(f"onnxruntime could not run {path}: {err}") from err
-    worst = 0.0
-    for (name, ours), theirs in zip(expected.items(), got, strict=True):
-        ours_np = ours.detach().cpu().numpy()
-        if ours_np.shape != theirs.shape:
-            raise RuntimeError(f"onnxruntime's {name} has shape {theirs.shape}, PyTorch's {ours_np.shape} ({path})")
-        diff = float(np.max(np.abs(ours_np - theirs))) if ours_np.size else 0.0
-        tolerance = tolerances.get(name, TOLERANCE)
-        if not diff <= tolerance:
-            raise RuntimeError(f"onnxruntime's {name} differs from PyTorch's by {diff:.3g} (> {tolerance}) in {path}")
-        worst = diff if name == "prediction" else worst
-    return worst
+    diffs = compare_in_onnxruntime(path, feeds, expected, {name: tolerances.get(name, TOLERANCE) for name in expected})
+    return None if diffs is None else diffs.get("prediction", 0.0)
