@@ -5,8 +5,9 @@ training step and a forward step of ``lstmkit.LSTM(spec=...)`` on every variant 
 ``torch.nn.LSTM``, all interleaved in each repetition, at each requested thread count, and prints
 medians as ratios to nn.LSTM from the same repetitions. Variants:
 
-- ``current``: the kernel of this tree (MKL packed sgemm for the per-step GEMMs when available);
-- ``at::mm``: the same binary with ``set_packed_gemm(False)`` (torch's matmul for the per-step GEMMs);
+- ``current``: the kernel of this tree, its GEMMs chosen as by default (``set_gemm("auto")``);
+- ``mkl``, ``aten``: the same binary with every float32 GEMM forced onto MKL's packed sgemm or
+  ``at::mm`` (``--gemm mkl --gemm aten``);
 - ``grain=N``: this tree compiled with ``-DLSTMKIT_GRAIN=N`` (rows per parallel chunk = N / (G*H));
 - ``rev=REV``: ``csrc/`` of a git revision (e.g. the kernel before a change).
 
@@ -33,13 +34,15 @@ from lstmkit.kernels import compiled
 from lstmkit.kernels.compiled import build
 
 
-def _variants(args: argparse.Namespace, tmp: Path) -> dict[str, tuple[Any, bool]]:
-    """name -> (extension module, use packed GEMM). Variants build under ``<build root>/ab`` (once each)."""
+def _variants(args: argparse.Namespace, tmp: Path) -> dict[str, tuple[Any, str]]:
+    """name -> (extension module, GEMM library). Variants build under ``<build root>/ab`` (once each)."""
     current = build.load()
-    out = {"current": (current, True), "at::mm": (current, False)}
+    out = {"current": (current, "auto")}
+    for lib in args.gemm:
+        out[lib] = (current, lib)
     for grain in args.grain:
         ext = replace(build.KERNEL, cflags=(*build.KERNEL.cflags, f"-DLSTMKIT_GRAIN={grain}"))
-        out[f"grain={grain}"] = (build.load(ext, root=tmp), True)
+        out[f"grain={grain}"] = (build.load(ext, root=tmp), "auto")
     for rev in args.rev:
         folder = tmp / f"src-{rev.replace('~', '_').replace('/', '_')}"
         folder.mkdir(parents=True, exist_ok=True)
@@ -56,15 +59,16 @@ def _variants(args: argparse.Namespace, tmp: Path) -> dict[str, tuple[Any, bool]
             (folder,),
             what=f"the kernel of {rev}",
         )
-        out[f"rev={rev}"] = (build.load(ext, root=tmp), True)
+        out[f"rev={rev}"] = (build.load(ext, root=tmp), "auto")
     return out
 
 
-def _steps(model: torch.nn.Module, x: torch.Tensor, ext: Any = None, packed: bool = True) -> dict[str, Callable]:
+def _steps(model: torch.nn.Module, x: torch.Tensor, ext: Any = None, gemm: str = "auto") -> dict[str, Callable]:
     def use() -> None:
         if ext is not None:
             compiled._state["ext"] = ext
-            ext.set_packed_gemm(packed)
+            if hasattr(ext, "set_gemm"):  # kernels of older revisions lack the switch
+                ext.set_gemm(gemm)
 
     def train() -> None:
         use()
@@ -79,15 +83,15 @@ def _steps(model: torch.nn.Module, x: torch.Tensor, ext: Any = None, packed: boo
     return {"train": train, "forward": forward}
 
 
-def measure(args: argparse.Namespace, variants: dict[str, tuple[Any, bool]], B: int, H: int) -> dict[str, Any]:
+def measure(args: argparse.Namespace, variants: dict[str, tuple[Any, str]], B: int, H: int) -> dict[str, Any]:
     """Median seconds per (variant, step), interleaved, rotating order each repetition."""
     torch.manual_seed(0)
     x = torch.randn(args.T, B, H)
     base = torch.nn.LSTM(H, H)
     model = lstmkit.LSTM(H, H, spec=args.spec)
     runs = {"nn.LSTM": _steps(base, x)}
-    for name, (ext, packed) in variants.items():
-        runs[name] = _steps(model, x, ext, packed)
+    for name, (ext, gemm) in variants.items():
+        runs[name] = _steps(model, x, ext, gemm)
     keys = [(n, s) for n in runs for s in ("train", "forward")]
     times: dict[tuple[str, str], list[float]] = {k: [] for k in keys}
     for k in keys:  # warm-up
@@ -110,6 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--spec", default="peephole", help="lstmkit spec preset timed")
     p.add_argument("--grain", type=int, action="append", default=[], help="add a variant with this grain")
     p.add_argument("--rev", action="append", default=[], help="add the kernel of this git revision")
+    p.add_argument("--gemm", action="append", default=[], choices=["onednn", "mkl", "aten"], help="add this GEMM")
     args = p.parse_args(argv)
     assert compiled.is_available(), compiled._state["error"]
     variants = _variants(args, build.build_root() / "ab")
@@ -130,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"threads={threads} B={B} H={H} (nn.LSTM train {base_ms}): " + " | ".join(cells), flush=True)
     finally:
         compiled._state["ext"] = original
-        original.set_packed_gemm(True)
+        original.set_gemm("auto")
     return 0
 
 

@@ -56,19 +56,19 @@ def test_custom_op_passes_opcheck(name: str, compiled_kernel: Any) -> None:
 
 @pytest.fixture(params=["default", "generic"])
 def isa(request: pytest.FixtureRequest) -> Iterator[str]:
-    """Run a test on the instruction set and GEMM the CPU picks, and again on the baseline loops
-    with plain ``at::mm`` (no packed weights)."""
+    """Run a test on the instruction set and GEMMs the kernel picks, and again on the baseline loops
+    with plain ``at::mm`` (no oneDNN, no packed weights)."""
     assert compiled.is_available(), compiled._state["error"]
     ext = compiled.extension()
     before = ext.isa()
     if request.param == "generic":
         ext.set_isa("generic")
-        ext.set_packed_gemm(False)
+        ext.set_gemm("aten")
     try:
         yield ext.isa()
     finally:
         ext.set_isa(before)
-        ext.set_packed_gemm(True)
+        ext.set_gemm("auto")
 
 
 def make_weights(spec: CellSpec, proj: int, dtype: torch.dtype, gen: torch.Generator) -> LayerWeights:
@@ -185,6 +185,39 @@ def compare(case: dict[str, Any], dtype: torch.dtype, record: bool = True) -> No
 @pytest.mark.parametrize("name", list(CASES))
 def test_compiled_equals_reference(name: str, dtype: torch.dtype, isa: str) -> None:
     compare(CASES[name], dtype)
+
+
+@pytest.mark.parametrize("lib", ["onednn", "mkl", "aten"])
+@pytest.mark.parametrize("name", ["fgr+cifg+peephole", "projection+peephole+layernorm", "zoneout+projection+lengths+reverse"])
+def test_every_gemm_library_equals_reference(name: str, lib: str) -> None:
+    # every per-step product (W_hh, W_gg, W_hr and their adjoints) and weight gradient, on each library
+    ext = compiled.extension()
+    available = {"onednn": torch.backends.mkldnn.is_available(), "mkl": ext.step_gemm(1) == "mkl", "aten": True}
+    if not available[lib]:
+        pytest.skip(f"this torch build has no {lib} GEMM")
+    before = ext.set_gemm(lib)
+    try:
+        assert ext.step_gemm(B) == lib  # the library really runs
+        compare(CASES[name], torch.float32)
+    finally:
+        ext.set_gemm(before)
+
+
+def test_gemm_library_follows_torch_and_the_batch() -> None:
+    ext = compiled.extension()
+    if not torch.backends.mkldnn.is_available():
+        pytest.skip("this torch build has no oneDNN")
+    assert ext.step_gemm(16) == "onednn"
+    assert ext.step_gemm(1) in ("mkl", "aten")  # a single row: oneDNN's per-call cost dominates
+    torch.backends.mkldnn.enabled = False  # the user switched oneDNN off: the kernel leaves it off
+    try:
+        assert ext.step_gemm(16) in ("mkl", "aten")
+        compare(CASES["projection"], torch.float32)
+    finally:
+        torch.backends.mkldnn.enabled = True
+    assert ext.step_gemm(16) == "onednn"
+    with pytest.raises(RuntimeError, match="gemm must be"):
+        ext.set_gemm("cublas")
 
 
 @pytest.mark.parametrize("name", ["preset-vanilla", "preset-layernorm", "lengths+reverse"])

@@ -49,7 +49,6 @@ std::vector<Tensor> backward_impl(const CellConfig& cf, const Tensor& d_hs, cons
   T* dHs_p = proj ? dHs.data_ptr<T>() : nullptr;
   T* dh_p = dh.data_ptr<T>();
   T* dc_p = dc.data_ptr<T>();
-  T* dhr_p = dh_rec.data_ptr<T>();
   T* dhk_p = dh_keep.data_ptr<T>();
   T* dgc_p = fgr ? dgc.data_ptr<T>() : nullptr;
   T* scratch_p = scratch.data_ptr<T>();
@@ -58,7 +57,9 @@ std::vector<Tensor> backward_impl(const CellConfig& cf, const Tensor& d_hs, cons
   const T kc = T(cf.zoneout_cell), kh = T(cf.zoneout_hidden);
   std::vector<T> ones(H, T(1));
   const T* one = ones.data();
-  const PackedRight back_gemm(w.w_hh, /*trans=*/false, B, R, GH);  // dRec_t (B, G*H) @ W_hh (G*H, R)
+  const StepGemm back_gemm(w.w_hh.t(), B);  // dRec_t (B, G*H) @ W_hh (G*H, R)
+  const std::optional<StepGemm> proj_gemm = proj ? std::make_optional<StepGemm>(w.w_hr.t(), B) : std::nullopt;
+  const std::optional<StepGemm> fgr_gemm = fgr ? std::make_optional<StepGemm>(w.w_gg.t(), B) : std::nullopt;
 
   for (int64_t t = TT - 1; t >= 0; --t) {
     // adjoint of the hidden state's carry: the step's share stays in dh, the kept share goes to dh_keep
@@ -72,8 +73,8 @@ std::vector<Tensor> backward_impl(const CellConfig& cf, const Tensor& d_hs, cons
       carry_backward(t < mk.len[b], zone_h, zhm ? zhm + tb * R : nullptr, kh, R, d, dhk_p + b * R);
       if (proj) std::copy(d, d + R, dHs_p + tb * R);
     }
-    if (proj) at::mm_out(dhp, dh, w.w_hr);  // d h_cell = d h_t W_hr, (B, H)
-    const T* dh_cell = proj ? dhp.data_ptr<T>() : dh_p;
+    const Tensor dh_cell_now = proj ? (*proj_gemm)(dh, dhp) : dh;  // d h_cell = d h_t W_hr, (B, H)
+    const T* dh_cell = dh_cell_now.data_ptr<T>();
 
     at::parallel_for(0, B, grain_for(GH), [&](int64_t b0, int64_t b1) {
       const int64_t tid = at::get_thread_num();
@@ -121,7 +122,8 @@ std::vector<Tensor> backward_impl(const CellConfig& cf, const Tensor& d_hs, cons
     });
 
     // d loss / d h_{t-1} = (dRec_t W_hh) * recurrent_mask + the kept share
-    back_gemm.mm(dh_rec, dRec[t]);
+    const Tensor dh_rec_now = back_gemm(dRec[t], dh_rec);  // held: under oneDNN a new tensor every step
+    const T* dhr_p = dh_rec_now.data_ptr<T>();
     for (int64_t b = 0; b < B; ++b) {
       T* d = dh_p + b * R;
       const T* g = dhr_p + b * R;
@@ -133,7 +135,7 @@ std::vector<Tensor> backward_impl(const CellConfig& cf, const Tensor& d_hs, cons
         for (int64_t j = 0; j < R; ++j) d[j] = g[j] + k[j];
       }
     }
-    if (fgr) at::mm_out(dgc, dS[t], w.w_gg);  // d loss / d gates_{t-1}
+    if (fgr) dgc.copy_((*fgr_gemm)(dS[t], dgc));  // d loss / d gates_{t-1}
   }
   return weight_gradients(cf, d_hs, d_cs, sv, w, mk, dZ, dRec, dS, dcout, dHs, dh, dc);
 }

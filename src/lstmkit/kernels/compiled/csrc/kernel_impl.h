@@ -188,17 +188,16 @@ Saved forward_impl(const CellConfig& cf, const Tensor& zx, const Tensor& h0, con
   // gate and state maths, in one parallel region per step (no layer norm or FGR: they mix units).
   const int64_t threads = at::get_num_threads();
   const bool by_units = threads > 1 && !ln && !fgr && rows_gemm_available<T>() && B < threads * grain_for(GH) &&
-                        H >= 8 * threads;
+                        H >= 8 * threads && step_gemm_lib(zx.scalar_type(), B) != GemmLib::ONEDNN;
   const int64_t unit_grain = std::max<int64_t>(8, (H + threads - 1) / threads);
-  const PackedRight rec_gemm(w.w_hh, /*trans=*/true, by_units ? 0 : B, GH, R);  // packs only when used
-  Tensor w_gg_t = fgr ? w.w_gg.t().contiguous() : Tensor();
-  Tensor w_hr_t = proj ? w.w_hr.t().contiguous() : Tensor();
+  const StepGemm rec_gemm(w.w_hh, by_units ? 0 : B);                // h_{t-1} W_hh^T (prepared only when used)
+  const std::optional<StepGemm> fgr_gemm = fgr ? std::make_optional<StepGemm>(w.w_gg, B) : std::nullopt;
+  const std::optional<StepGemm> proj_gemm = proj ? std::make_optional<StepGemm>(w.w_hr, B) : std::nullopt;
 
   std::vector<T> ones(H, T(1));
   const T* one = ones.data();
   const T* zx_p = zx.data_ptr<T>();
   T* rec_p = rec.data_ptr<T>();
-  const T* fg_p = fgr ? fg.data_ptr<T>() : nullptr;
   T* hs_p = sv.hs.data_ptr<T>();
   T* cs_p = sv.cs.data_ptr<T>();
   T* acts_p = sv.acts.data_ptr<T>();
@@ -262,12 +261,14 @@ Saved forward_impl(const CellConfig& cf, const Tensor& zx, const Tensor& h0, con
         }
       });
     } else {
-      rec_gemm.mm(rec, h_prev);
-      if (fgr) at::mm_out(fg, sv.prev_gates[t], w_gg_t);
+      const Tensor rec_now = rec_gemm(h_prev, rec);  // held: under oneDNN a new tensor every step
+      const Tensor fg_now = fgr ? (*fgr_gemm)(sv.prev_gates[t], fg) : Tensor();
+      const T* rec_t = rec_now.data_ptr<T>();
+      const T* fg_p = fgr ? fg_now.data_ptr<T>() : nullptr;
       at::parallel_for(0, B, grain_for(GH), [&](int64_t b0, int64_t b1) {
         for (int64_t b = b0; b < b1; ++b) {
           const int64_t tb = t * B + b;
-          preactivation(cf, H, GH, zx_p + tb * GH, rec_p + b * GH, fgr ? fg_p + b * nH : nullptr, g_hh,
+          preactivation(cf, H, GH, zx_p + tb * GH, rec_t + b * GH, fgr ? fg_p + b * nH : nullptr, g_hh,
                         acts_p + tb * GH, ln ? rech_p + tb * GH : nullptr, ln ? rstdh_p + tb : nullptr);
           row(t, b, 0, H);
         }
@@ -275,8 +276,8 @@ Saved forward_impl(const CellConfig& cf, const Tensor& zx, const Tensor& h0, con
     }
 
     if (proj) {  // h_t = W_hr h_cell, then the carry of the projected state
-      at::mm_out(hproj, sv.h_cell[t], w_hr_t);  // (B, P)
-      const T* hq = hproj.data_ptr<T>();
+      const Tensor h_proj = (*proj_gemm)(sv.h_cell[t], hproj);  // (B, P)
+      const T* hq = h_proj.data_ptr<T>();
       for (int64_t b = 0; b < B; ++b) {
         const int64_t tb = t * B + b;
         T* h = hs_p + (tb + B) * R;

@@ -22,6 +22,7 @@
 #include <torch/extension.h>
 
 #include <ATen/Parallel.h>
+#include <ATen/core/dispatch/Dispatcher.h>
 
 #include <algorithm>
 #include <cmath>
@@ -32,6 +33,12 @@
 #include <string>
 #include <type_traits>
 #include <vector>
+
+// oneDNN's matmul as libtorch_cpu exports it, declared here as its header is not installed (result = beta * result + alpha * mat1 @ mat2, any strides).
+namespace at::native {
+TORCH_API void mkldnn_matmul(const Tensor& mat1, const Tensor& mat2, const Tensor& result, float beta, float alpha)
+    __attribute__((weak));
+}  // namespace at::native
 
 namespace lstmkit {
 
@@ -190,6 +197,127 @@ struct Saved {
 // The gradients backward returns, in this order.
 enum BackwardSlot { D_ZX, D_H0, D_C0, D_W_HH, D_W_HR, D_W_CH, D_W_GG, D_LN_HH, D_LN_CW, D_LN_CB, NUM_GRADS };
 
+// ---------------------------------------------------------------------- GEMMs
+// Which library runs the kernel's float32 GEMMs (float64 always runs at::mm):
+//   oneDNN  through the operators torch registers for its own CPU linear layers:
+//           mkldnn::_linear_pointwise with the weight reordered once per call into oneDNN's
+//           blocked layout (mkldnn::_reorder_linear_weight), and at::native::mkldnn_matmul for the
+//           one large weight-gradient GEMM per weight; on the AMD EPYC measured these run at about
+//           twice the rate of MKL's sgemm (benchmarks/README.md);
+//   MKL     MKL's packed sgemm (the weight packed once per call), when the torch build exports it;
+//   ATen    at::mm.
+// "auto" takes oneDNN for per-step GEMMs with at least 2 rows and for the weight gradients, MKL's
+// packed sgemm for a single row (where oneDNN's per-call cost dominates), else at::mm; a library
+// that is missing (or oneDNN switched off with torch.backends.mkldnn) falls back to the next.
+enum class GemmLib { AUTO, ONEDNN, MKL, ATEN };
+static GemmLib gemm_lib = GemmLib::AUTO;
+
+// MKL's packed GEMM; weak declarations: on builds without these symbols the pointers are null.
+extern "C" {
+size_t cblas_sgemm_pack_get_size(int identifier, int m, int n, int k) __attribute__((weak));
+void cblas_sgemm_pack(int layout, int identifier, int trans, int m, int n, int k, float alpha, const float* src,
+                      int ld, float* dest) __attribute__((weak));
+void cblas_sgemm_compute(int layout, int transa, int transb, int m, int n, int k, const float* a, int lda,
+                         const float* b, int ldb, float beta, float* c, int ldc) __attribute__((weak));
+}
+
+bool mkl_packed_available() {
+  return cblas_sgemm_pack_get_size != nullptr && cblas_sgemm_pack != nullptr && cblas_sgemm_compute != nullptr;
+}
+
+using LinearFn = Tensor(const Tensor&, const Tensor&, const OptTensor&, c10::string_view,
+                        torch::List<std::optional<at::Scalar>>, std::optional<c10::string_view>);
+using ReorderFn = Tensor(const Tensor&, std::optional<int64_t>);
+
+// The two registered oneDNN operators, looked up once; absent from builds without oneDNN.
+struct OneDnnOps {
+  std::optional<c10::TypedOperatorHandle<LinearFn>> linear;
+  std::optional<c10::TypedOperatorHandle<ReorderFn>> reorder;
+  OneDnnOps() {
+    auto& d = c10::Dispatcher::singleton();
+    auto lin = d.findSchema({"mkldnn::_linear_pointwise", ""});
+    auto reo = d.findSchema({"mkldnn::_reorder_linear_weight", ""});
+    if (lin && reo && lin->hasKernelForDispatchKey(c10::DispatchKey::CPU)) {
+      linear = lin->typed<LinearFn>();
+      reorder = reo->typed<ReorderFn>();
+    }
+  }
+};
+
+const OneDnnOps& onednn_ops() {
+  static const OneDnnOps ops;
+  return ops;
+}
+
+bool onednn_available() {
+  return at::hasMKLDNN() && at::globalContext().userEnabledMkldnn() && onednn_ops().linear.has_value() &&
+         at::native::mkldnn_matmul != nullptr;
+}
+
+bool use_onednn(at::ScalarType dtype) {
+  return dtype == at::kFloat && (gemm_lib == GemmLib::AUTO || gemm_lib == GemmLib::ONEDNN) && onednn_available();
+}
+
+// The library one per-step GEMM of m rows runs with.
+GemmLib step_gemm_lib(at::ScalarType dtype, int64_t m) {
+  if (dtype != at::kFloat || m <= 0) return GemmLib::ATEN;
+  const bool onednn = use_onednn(dtype), mkl = mkl_packed_available();
+  switch (gemm_lib) {
+    case GemmLib::ONEDNN: return onednn ? GemmLib::ONEDNN : GemmLib::ATEN;
+    case GemmLib::MKL: return mkl ? GemmLib::MKL : GemmLib::ATEN;
+    case GemmLib::ATEN: return GemmLib::ATEN;
+    case GemmLib::AUTO: break;
+  }
+  if (onednn && m >= 2) return GemmLib::ONEDNN;
+  return mkl ? GemmLib::MKL : GemmLib::ATEN;
+}
+
+// out (m, n) = a (m, k) @ W^T for one weight W (n, k) used at every step of a call: the weight is
+// reordered or packed once, on construction. Construct from W^T.contiguous() for a @ W.
+struct StepGemm {
+  enum { ROW_MAJOR = 101, NO_TRANS = 111, TRANS = 112, B_MATRIX = 162, PACKED = 151 };
+  GemmLib lib;
+  Tensor w;       // W (n, k), contiguous
+  Tensor packed;  // W in oneDNN's layout, or MKL's packed bytes
+  int m, n, k;
+
+  StepGemm(const Tensor& weight, int64_t rows)
+      : lib(step_gemm_lib(weight.scalar_type(), rows)), w(weight.contiguous()), m(int(rows)),
+        n(int(weight.size(0))), k(int(weight.size(1))) {
+    if (lib == GemmLib::ONEDNN) {
+      packed = onednn_ops().reorder->call(w, rows);
+    } else if (lib == GemmLib::MKL) {
+      packed = at::empty({int64_t(cblas_sgemm_pack_get_size(B_MATRIX, m, n, k))}, w.options().dtype(at::kByte));
+      cblas_sgemm_pack(ROW_MAJOR, B_MATRIX, TRANS, m, n, k, 1.0f, w.data_ptr<float>(), k,
+                       reinterpret_cast<float*>(packed.data_ptr()));
+    }
+  }
+
+  // a @ W^T for a (m, k) contiguous; written into `out` (m, n), or (oneDNN) a new tensor: use the result.
+  Tensor operator()(const Tensor& a, Tensor& out) const {
+    switch (lib) {
+      case GemmLib::ONEDNN:
+        return onednn_ops().linear->call(a, packed, std::nullopt, "none", torch::List<std::optional<at::Scalar>>(),
+                                        std::nullopt);
+      case GemmLib::MKL:
+        cblas_sgemm_compute(ROW_MAJOR, NO_TRANS, PACKED, m, n, k, a.data_ptr<float>(), k,
+                            reinterpret_cast<const float*>(packed.data_ptr()), n, 0.0f, out.data_ptr<float>(), n);
+        return out;
+      default:
+        at::mm_out(out, a, w.t());
+        return out;
+    }
+  }
+};
+
+// a @ b for one large product (the weight gradients over all steps); a and b may be transposed views.
+inline Tensor weight_matmul(const Tensor& a, const Tensor& b) {
+  if (!use_onednn(a.scalar_type()) || a.numel() == 0 || b.numel() == 0) return a.mm(b);
+  Tensor out = at::empty({a.size(0), b.size(1)}, a.options());
+  at::native::mkldnn_matmul(a, b, out, 0.0f, 1.0f);
+  return out;
+}
+
 // Gradients of the parameters from the per-step adjoints: one GEMM over all steps for each weight.
 inline std::vector<Tensor> weight_gradients(const CellConfig& cf, const Tensor& d_hs, const Tensor& d_cs,
                                             const Saved& sv, const Params& w, const Masks& mk, const Tensor& dZ,
@@ -203,9 +331,11 @@ inline std::vector<Tensor> weight_gradients(const CellConfig& cf, const Tensor& 
   g[D_C0] = d_cs.defined() ? dc + d_cs[0] : dc;
   Tensor hin = sv.hs.narrow(0, 0, TT);
   if (mk.rec_mask.defined()) hin = hin * mk.rec_mask;
-  g[D_W_HH] = dRec.reshape({TT * B, GH}).t().mm(hin.reshape({TT * B, R}));
-  if (w.w_hr.defined()) g[D_W_HR] = dHs.reshape({TT * B, R}).t().mm(sv.h_cell.reshape({TT * B, H}));
-  if (cf.full_gate_recurrence) g[D_W_GG] = dS.reshape({TT * B, nH}).t().mm(sv.prev_gates.reshape({TT * B, nH}));
+  g[D_W_HH] = weight_matmul(dRec.reshape({TT * B, GH}).t(), hin.reshape({TT * B, R}));
+  if (w.w_hr.defined()) g[D_W_HR] = weight_matmul(dHs.reshape({TT * B, R}).t(), sv.h_cell.reshape({TT * B, H}));
+  if (cf.full_gate_recurrence) {
+    g[D_W_GG] = weight_matmul(dS.reshape({TT * B, nH}).t(), sv.prev_gates.reshape({TT * B, nH}));
+  }
   if (cf.peephole) {  // i and f saw c_{t-1}, o saw c_t (before zoneout)
     std::vector<Tensor> parts;
     Tensor c_prev = sv.cs.narrow(0, 0, TT);
@@ -222,55 +352,6 @@ inline std::vector<Tensor> weight_gradients(const CellConfig& cf, const Tensor& 
   }
   return g;
 }
-
-// ---------------------------------------------------------------------- packed weights (float)
-// MKL's packed GEMM, when the torch build exports it (x86 builds link MKL into libtorch_cpu): the
-// recurrent weight is packed once per call instead of at every one of the T per-step GEMMs.
-// Weak declarations: on builds without these symbols the pointers are null and at::mm_out is used.
-extern "C" {
-size_t cblas_sgemm_pack_get_size(int identifier, int m, int n, int k) __attribute__((weak));
-void cblas_sgemm_pack(int layout, int identifier, int trans, int m, int n, int k, float alpha, const float* src,
-                      int ld, float* dest) __attribute__((weak));
-void cblas_sgemm_compute(int layout, int transa, int transb, int m, int n, int k, const float* a, int lda,
-                         const float* b, int ldb, float beta, float* c, int ldc) __attribute__((weak));
-}
-
-static bool packed_gemm_enabled = true;
-
-bool packed_gemm_available() {
-  return cblas_sgemm_pack_get_size != nullptr && cblas_sgemm_pack != nullptr && cblas_sgemm_compute != nullptr;
-}
-
-// C (m, n) = A (m, k) @ op(W), W row-major; op(W) = W^T when trans. Packs W on construction.
-struct PackedRight {
-  enum { ROW_MAJOR = 101, NO_TRANS = 111, TRANS = 112, B_MATRIX = 162, PACKED = 151 };
-  Tensor buf;  // packed copy of W (bytes)
-  Tensor w;    // fallback operand for at::mm_out: op(W) as a (k, n) view
-  int m, n, k;
-  bool packed = false;
-
-  PackedRight(const Tensor& weight, bool trans, int64_t m_, int64_t n_, int64_t k_)
-      : w(trans ? weight.t() : weight), m(int(m_)), n(int(n_)), k(int(k_)) {
-    if (weight.scalar_type() == at::kFloat && packed_gemm_enabled && packed_gemm_available() && m > 0) {
-      size_t bytes = cblas_sgemm_pack_get_size(B_MATRIX, m, n, k);
-      buf = at::empty({int64_t(bytes)}, weight.options().dtype(at::kByte));
-      Tensor src = weight.contiguous();
-      cblas_sgemm_pack(ROW_MAJOR, B_MATRIX, trans ? TRANS : NO_TRANS, m, n, k, 1.0f, src.data_ptr<float>(),
-                       int(src.size(1)), reinterpret_cast<float*>(buf.data_ptr()));
-      packed = true;
-    }
-  }
-
-  // out = a @ op(W); a (m, k) and out (m, n) contiguous
-  void mm(Tensor& out, const Tensor& a) const {
-    if (packed) {
-      cblas_sgemm_compute(ROW_MAJOR, NO_TRANS, PACKED, m, n, k, a.data_ptr<float>(), k,
-                          reinterpret_cast<const float*>(buf.data_ptr()), n, 0.0f, out.data_ptr<float>(), n);
-    } else {
-      at::mm_out(out, a, w);
-    }
-  }
-};
 
 // Single-threaded row-major GEMM for the unit split: C (m, n; leading dim ldc) = A (m, k) B^T with
 // B (n, k) row-major, through the Fortran BLAS that torch's CPU build exports (MKL); inside an
@@ -336,10 +417,29 @@ static bool use_avx2 = [] {
 
 std::string isa() { return use_avx2 ? "avx2" : "generic"; }
 
-bool set_packed_gemm(bool on) {
-  packed_gemm_enabled = on;
-  return on && packed_gemm_available();
+const char* gemm_lib_name(GemmLib lib) {
+  switch (lib) {
+    case GemmLib::AUTO: return "auto";
+    case GemmLib::ONEDNN: return "onednn";
+    case GemmLib::MKL: return "mkl";
+    default: return "aten";
+  }
 }
+
+// Choose the library of the float32 GEMMs: "auto" (the default), "onednn", "mkl" or "aten"
+// (a forced library that is missing falls back to at::mm). Returns the previous choice.
+std::string set_gemm(const std::string& name) {
+  const std::string before = gemm_lib_name(gemm_lib);
+  if (name == "auto") gemm_lib = GemmLib::AUTO;
+  else if (name == "onednn") gemm_lib = GemmLib::ONEDNN;
+  else if (name == "mkl") gemm_lib = GemmLib::MKL;
+  else if (name == "aten") gemm_lib = GemmLib::ATEN;
+  else TORCH_CHECK(false, "gemm must be 'auto', 'onednn', 'mkl' or 'aten'; got '", name, "'");
+  return before;
+}
+
+// The library a float32 per-step GEMM of `rows` rows runs with now ("onednn", "mkl" or "aten").
+std::string step_gemm(int64_t rows) { return gemm_lib_name(step_gemm_lib(at::kFloat, rows)); }
 
 void set_isa(const std::string& name) {
   TORCH_CHECK(name == "generic" || name == "avx2", "isa must be 'generic' or 'avx2'; got '", name, "'");
@@ -402,7 +502,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("forward", &lstmkit::lstm_forward, "one layer-direction forward; returns states, gates and saved tensors");
   m.def("isa", &lstmkit::isa, "instruction set of the loops: 'avx2' or 'generic'");
   m.def("set_isa", &lstmkit::set_isa, "force 'generic' (or back to 'avx2' when the CPU has it)");
-  m.def("set_packed_gemm", &lstmkit::set_packed_gemm,
-        "use MKL's packed GEMM for float32 when available (default); returns whether it is now used");
+  m.def("set_gemm", &lstmkit::set_gemm,
+        "library of the float32 GEMMs: 'auto' (default), 'onednn', 'mkl' or 'aten'; returns the previous choice");
+  m.def("step_gemm", &lstmkit::step_gemm, "library a float32 per-step GEMM of this many rows runs with now");
   m.def("backward", &lstmkit::lstm_backward, "BPTT of forward; returns the gradients of its inputs");
 }
