@@ -6,7 +6,7 @@ On CPU float32 the GEMMs of the input projection run through oneDNN
 
 - forward   ``Z  = X W^T + b``          X (N, I), W (G*H, I), Z (N, G*H), N = T*B
 - backward  ``dX = dZ W``               = linear(dZ, W^T)
-            ``dW = dZ^T X``             = linear(dZ^T, X^T)
+            ``dW = dZ^T X``             = the kernel's oneDNN matmul on the transposed view
             ``db = sum_n dZ``
 
 Everywhere else (float64, not CPU, oneDNN missing, and while torch.compile / torch.export capture a
@@ -57,6 +57,17 @@ def _mm(a: Tensor, b_t: Tensor) -> Tensor:
     return _OP(a.contiguous(), b_t.contiguous(), None, "none", [], "")
 
 
+def _weight_grad(dz: Tensor, x: Tensor) -> Tensor:
+    """``dz^T x`` (O, I) for dz (N, O), x (N, I): the compiled kernel's oneDNN matmul reads the
+    transposed views in place; without it, oneDNN's linear on contiguous copies."""
+    from . import _state  # the kernel module that runs this projection: its extension is loaded
+
+    mm = getattr(_state["ext"], "mm", None)  # absent from kernels of older revisions (benchmarks.ab_kernel)
+    if mm is not None:
+        return mm(dz.t(), x)
+    return _mm(dz.t(), x.t())
+
+
 class _OneDnnLinear(torch.autograd.Function):
     """Z = X W^T (+ b) with forward and backward GEMMs through oneDNN; X (N, I), W (O, I)."""
 
@@ -72,7 +83,7 @@ class _OneDnnLinear(torch.autograd.Function):
         x, weight = ctx.saved_tensors
         dz = dz.contiguous()
         dx = _mm(dz, weight.t()) if ctx.needs_input_grad[0] else None  # (N, O) @ (O, I)
-        dw = _mm(dz.t(), x.t()) if ctx.needs_input_grad[1] else None  # (O, N) @ (N, I)
+        dw = _weight_grad(dz, x) if ctx.needs_input_grad[1] else None  # (O, N) @ (N, I)
         db = dz.sum(0) if ctx.has_bias and ctx.needs_input_grad[2] else None
         return dx, dw, db
 

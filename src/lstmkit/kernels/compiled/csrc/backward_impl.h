@@ -2,6 +2,69 @@
 // kernel_impl.h, one GEMM per step for d h_{t-1}, and the weight gradients with one GEMM over all steps.
 // Included at the end of kernel_impl.h (once per instruction set); no include guard on purpose.
 
+// out[k] = sum_n a[n, k] * b[n, k] (b null: sum_n a[n, k]) over n < N rows of K columns, rows
+// lda / ldb apart: the per-unit weight gradients (peepholes, layer norm gains) in one pass over
+// the saved steps, summed in double, split over columns.
+template <typename T>
+void column_dot(int64_t N, int64_t K, const T* a, int64_t lda, const T* b, int64_t ldb, T* out) {
+  at::parallel_for(0, K, 64, [&](int64_t k0, int64_t k1) {
+    std::vector<double> acc(size_t(k1 - k0), 0.0);
+    double* s = acc.data();
+    const int64_t W = k1 - k0;
+    for (int64_t n = 0; n < N; ++n) {
+      const T* ar = a + n * lda + k0;
+      if (b) {
+        const T* br = b + n * ldb + k0;
+        for (int64_t k = 0; k < W; ++k) s[k] += double(ar[k]) * double(br[k]);
+      } else {
+        for (int64_t k = 0; k < W; ++k) s[k] += double(ar[k]);
+      }
+    }
+    for (int64_t k = 0; k < W; ++k) out[k0 + k] = T(s[k]);
+  });
+}
+
+// Gradients of the parameters from the per-step adjoints: one GEMM over all steps for each weight.
+template <typename T>
+std::vector<Tensor> weight_gradients(const CellConfig& cf, const Tensor& d_hs, const Tensor& d_cs,
+                                            const Saved& sv, const Params& w, const Masks& mk, const Tensor& dZ,
+                                            const Tensor& dRec, const Tensor& dS, const Tensor& dcout,
+                                            const Tensor& dHs, const Tensor& dh, const Tensor& dc) {
+  const int64_t TT = sv.acts.size(0), B = sv.acts.size(1), GH = sv.acts.size(2);
+  const int64_t H = sv.cs.size(2), R = sv.hs.size(2), nH = cf.n * H;
+  std::vector<Tensor> g(NUM_GRADS);
+  g[D_ZX] = dZ;
+  g[D_H0] = d_hs.defined() ? dh + d_hs[0] : dh;
+  g[D_C0] = d_cs.defined() ? dc + d_cs[0] : dc;
+  Tensor hin = sv.hs.narrow(0, 0, TT);
+  if (mk.rec_mask.defined()) hin = hin * mk.rec_mask;
+  g[D_W_HH] = weight_matmul(dRec.reshape({TT * B, GH}).t(), hin.reshape({TT * B, R}));
+  if (w.w_hr.defined()) g[D_W_HR] = weight_matmul(dHs.reshape({TT * B, R}).t(), sv.h_cell.reshape({TT * B, H}));
+  if (cf.full_gate_recurrence) {
+    g[D_W_GG] = weight_matmul(dS.reshape({TT * B, nH}).t(), sv.prev_gates.reshape({TT * B, nH}));
+  }
+  const int64_t N = TT * B;
+  const T* dz = dZ.data_ptr<T>();
+  if (cf.peephole) {  // i and f saw c_{t-1}, o saw c_t (before zoneout); rows i, f, o of w_ch
+    g[D_W_CH] = at::empty({nH}, dZ.options());
+    T* out = g[D_W_CH].data_ptr<T>();
+    const T* c_prev = sv.cs.data_ptr<T>();
+    const T* c_new = sv.c_step.defined() ? sv.c_step.data_ptr<T>() : c_prev + B * H;
+    if (cf.input_off >= 0) column_dot(N, H, dz + cf.input_off, GH, c_prev, H, out + cf.input_k * H);
+    if (cf.forget_off >= 0) column_dot(N, H, dz + cf.forget_off, GH, c_prev, H, out + cf.forget_k * H);
+    if (cf.output_off >= 0) column_dot(N, H, dz + cf.output_off, GH, c_new, H, out + cf.output_k * H);
+  }
+  if (cf.layer_norm) {
+    g[D_LN_HH] = at::empty({GH}, dZ.options());
+    g[D_LN_CW] = at::empty({H}, dZ.options());
+    g[D_LN_CB] = at::empty({H}, dZ.options());
+    column_dot(N, GH, dz, GH, sv.rec_hat.data_ptr<T>(), GH, g[D_LN_HH].data_ptr<T>());
+    column_dot(N, H, dcout.data_ptr<T>(), H, sv.c_hat.data_ptr<T>(), H, g[D_LN_CW].data_ptr<T>());
+    column_dot<T>(N, H, dcout.data_ptr<T>(), H, nullptr, 0, g[D_LN_CB].data_ptr<T>());
+  }
+  return g;
+}
+
 // The gradients backward returns, in the order of BackwardSlot.
 template <typename T>
 std::vector<Tensor> backward_impl(const CellConfig& cf, const Tensor& d_hs, const Tensor& d_cs, const Tensor& d_acts,
@@ -57,9 +120,9 @@ std::vector<Tensor> backward_impl(const CellConfig& cf, const Tensor& d_hs, cons
   const T kc = T(cf.zoneout_cell), kh = T(cf.zoneout_hidden);
   std::vector<T> ones(H, T(1));
   const T* one = ones.data();
-  const StepGemm back_gemm(w.w_hh.t(), B);  // dRec_t (B, G*H) @ W_hh (G*H, R)
-  const std::optional<StepGemm> proj_gemm = proj ? std::make_optional<StepGemm>(w.w_hr.t(), B) : std::nullopt;
-  const std::optional<StepGemm> fgr_gemm = fgr ? std::make_optional<StepGemm>(w.w_gg.t(), B) : std::nullopt;
+  const StepGemm back_gemm(w.w_hh.t(), B, TT);  // dRec_t (B, G*H) @ W_hh (G*H, R)
+  const std::optional<StepGemm> proj_gemm = proj ? std::make_optional<StepGemm>(w.w_hr.t(), B, TT) : std::nullopt;
+  const std::optional<StepGemm> fgr_gemm = fgr ? std::make_optional<StepGemm>(w.w_gg.t(), B, TT) : std::nullopt;
 
   for (int64_t t = TT - 1; t >= 0; --t) {
     // adjoint of the hidden state's carry: the step's share stays in dh, the kept share goes to dh_keep
@@ -137,5 +200,5 @@ std::vector<Tensor> backward_impl(const CellConfig& cf, const Tensor& d_hs, cons
     }
     if (fgr) dgc.copy_((*fgr_gemm)(dS[t], dgc));  // d loss / d gates_{t-1}
   }
-  return weight_gradients(cf, d_hs, d_cs, sv, w, mk, dZ, dRec, dS, dcout, dHs, dh, dc);
+  return weight_gradients<T>(cf, d_hs, d_cs, sv, w, mk, dZ, dRec, dS, dcout, dHs, dh, dc);
 }

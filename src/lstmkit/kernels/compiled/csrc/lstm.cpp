@@ -272,8 +272,12 @@ GemmLib step_gemm_lib(at::ScalarType dtype, int64_t m) {
   return mkl ? GemmLib::MKL : GemmLib::ATEN;
 }
 
+// Steps from which oneDNN gets the weight reordered into its blocked layout: the reorder costs
+// about 0.3 ms and saves 5-20 us per step at B = 16-64, H = 128-256 (benchmarks/README.md).
+constexpr int64_t REORDER_STEPS = 32;
+
 // out (m, n) = a (m, k) @ W^T for one weight W (n, k) used at every step of a call: the weight is
-// reordered or packed once, on construction. Construct from W^T.contiguous() for a @ W.
+// reordered or packed once, on construction. Construct from W^T for a @ W.
 struct StepGemm {
   enum { ROW_MAJOR = 101, NO_TRANS = 111, TRANS = 112, B_MATRIX = 162, PACKED = 151 };
   GemmLib lib;
@@ -281,11 +285,11 @@ struct StepGemm {
   Tensor packed;  // W in oneDNN's layout, or MKL's packed bytes
   int m, n, k;
 
-  StepGemm(const Tensor& weight, int64_t rows)
+  StepGemm(const Tensor& weight, int64_t rows, int64_t steps)
       : lib(step_gemm_lib(weight.scalar_type(), rows)), w(weight.contiguous()), m(int(rows)),
         n(int(weight.size(0))), k(int(weight.size(1))) {
     if (lib == GemmLib::ONEDNN) {
-      packed = onednn_ops().reorder->call(w, rows);
+      packed = steps >= REORDER_STEPS ? onednn_ops().reorder->call(w, rows) : w;
     } else if (lib == GemmLib::MKL) {
       packed = at::empty({int64_t(cblas_sgemm_pack_get_size(B_MATRIX, m, n, k))}, w.options().dtype(at::kByte));
       cblas_sgemm_pack(ROW_MAJOR, B_MATRIX, TRANS, m, n, k, 1.0f, w.data_ptr<float>(), k,
@@ -316,41 +320,6 @@ inline Tensor weight_matmul(const Tensor& a, const Tensor& b) {
   Tensor out = at::empty({a.size(0), b.size(1)}, a.options());
   at::native::mkldnn_matmul(a, b, out, 0.0f, 1.0f);
   return out;
-}
-
-// Gradients of the parameters from the per-step adjoints: one GEMM over all steps for each weight.
-inline std::vector<Tensor> weight_gradients(const CellConfig& cf, const Tensor& d_hs, const Tensor& d_cs,
-                                            const Saved& sv, const Params& w, const Masks& mk, const Tensor& dZ,
-                                            const Tensor& dRec, const Tensor& dS, const Tensor& dcout,
-                                            const Tensor& dHs, const Tensor& dh, const Tensor& dc) {
-  const int64_t TT = sv.acts.size(0), B = sv.acts.size(1), GH = sv.acts.size(2);
-  const int64_t H = sv.cs.size(2), R = sv.hs.size(2), nH = cf.n * H;
-  std::vector<Tensor> g(NUM_GRADS);
-  g[D_ZX] = dZ;
-  g[D_H0] = d_hs.defined() ? dh + d_hs[0] : dh;
-  g[D_C0] = d_cs.defined() ? dc + d_cs[0] : dc;
-  Tensor hin = sv.hs.narrow(0, 0, TT);
-  if (mk.rec_mask.defined()) hin = hin * mk.rec_mask;
-  g[D_W_HH] = weight_matmul(dRec.reshape({TT * B, GH}).t(), hin.reshape({TT * B, R}));
-  if (w.w_hr.defined()) g[D_W_HR] = weight_matmul(dHs.reshape({TT * B, R}).t(), sv.h_cell.reshape({TT * B, H}));
-  if (cf.full_gate_recurrence) {
-    g[D_W_GG] = weight_matmul(dS.reshape({TT * B, nH}).t(), sv.prev_gates.reshape({TT * B, nH}));
-  }
-  if (cf.peephole) {  // i and f saw c_{t-1}, o saw c_t (before zoneout)
-    std::vector<Tensor> parts;
-    Tensor c_prev = sv.cs.narrow(0, 0, TT);
-    Tensor c_new = sv.c_step.defined() ? sv.c_step : sv.cs.narrow(0, 1, TT);
-    if (cf.input_off >= 0) parts.push_back((dZ.narrow(2, cf.input_off, H) * c_prev).sum({0, 1}));
-    if (cf.forget_off >= 0) parts.push_back((dZ.narrow(2, cf.forget_off, H) * c_prev).sum({0, 1}));
-    if (cf.output_off >= 0) parts.push_back((dZ.narrow(2, cf.output_off, H) * c_new).sum({0, 1}));
-    g[D_W_CH] = at::cat(parts);
-  }
-  if (cf.layer_norm) {
-    g[D_LN_HH] = (dZ * sv.rec_hat).sum({0, 1});
-    g[D_LN_CW] = (dcout * sv.c_hat).sum({0, 1});
-    g[D_LN_CB] = dcout.sum({0, 1});
-  }
-  return g;
 }
 
 // Single-threaded row-major GEMM for the unit split: C (m, n; leading dim ldc) = A (m, k) B^T with
@@ -414,6 +383,10 @@ static bool use_avx2 = [] {
   return false;
 #endif
 }();
+
+// a @ b, through oneDNN's matmul for float32 when it is on (any strides: transposed views are not
+// copied), else at::mm; used for the input projection's weight gradient dW = dZ^T X.
+Tensor mm(const Tensor& a, const Tensor& b) { return weight_matmul(a, b); }
 
 std::string isa() { return use_avx2 ? "avx2" : "generic"; }
 
@@ -500,6 +473,7 @@ std::vector<Tensor> lstm_backward(const OptTensor& d_hs, const OptTensor& d_cs, 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.doc() = "lstmkit compiled LSTM recurrence (forward and BPTT) for every CellSpec";
   m.def("forward", &lstmkit::lstm_forward, "one layer-direction forward; returns states, gates and saved tensors");
+  m.def("mm", &lstmkit::mm, "a @ b through oneDNN's matmul (float32, any strides) when it is on, else at::mm");
   m.def("isa", &lstmkit::isa, "instruction set of the loops: 'avx2' or 'generic'");
   m.def("set_isa", &lstmkit::set_isa, "force 'generic' (or back to 'avx2' when the CPU has it)");
   m.def("set_gemm", &lstmkit::set_gemm,
