@@ -233,6 +233,50 @@ def test_gemm_library_follows_torch_and_the_batch() -> None:
         ext.set_gemm("cublas")
 
 
+@pytest.mark.parametrize("steps", [T, 9])
+@pytest.mark.parametrize("record", [True, False], ids=["record", "no-record"])
+@pytest.mark.parametrize("name", list(CASES))
+def test_inference_equals_reference(name: str, record: bool, steps: int) -> None:
+    # no gradient needed: the kernel keeps one step of the saved tensors (two of c and FGR's gates)
+    case = CASES[name]
+    spec: CellSpec = case["spec"]
+    proj = case.get("proj", 0)
+    gen = torch.Generator().manual_seed(3)
+    w = make_weights(spec, proj, torch.float64, gen)
+    x = torch.randn(steps, B, I, generator=gen, dtype=torch.float64)
+    h0 = torch.randn(B, proj or H, generator=gen, dtype=torch.float64)
+    c0 = torch.randn(B, H, generator=gen, dtype=torch.float64)
+    options: dict[str, Any] = {"reverse": case.get("reverse", False), "record": record}
+    if "lengths" in case:
+        options["lengths"] = torch.tensor(case["lengths"])
+    if case.get("zoneout") == "mask":
+        options["zoneout_cell"] = (torch.rand(steps, B, H, generator=gen) > 0.5).double()
+        options["zoneout_hidden"] = (torch.rand(steps, B, proj or H, generator=gen) > 0.5).double()
+    elif case.get("zoneout") is not None:
+        options["zoneout_cell"], options["zoneout_hidden"] = case["zoneout"]
+    want = reference_layer(x, h0, c0, w, spec, **options)
+    with torch.no_grad():
+        got = compiled.lstm_layer(x, h0, c0, w, spec, **options)
+    for field in ("output", "h_n", "c_n"):
+        torch.testing.assert_close(getattr(got, field), getattr(want, field), atol=1e-12, rtol=1e-12)
+    assert (got.gates is None) == (not record)
+    for gate in want.gates or {}:
+        torch.testing.assert_close(got.gates[gate], want.gates[gate], atol=1e-12, rtol=1e-12)
+
+
+def test_inference_keeps_no_step_tensors() -> None:
+    gen = torch.Generator().manual_seed(4)
+    spec = CellSpec(peephole=True)
+    w = make_weights(spec, 0, torch.float32, gen)
+    zx = torch.randn(50, B, 4 * H, generator=gen)
+    state = torch.zeros(B, H)
+    args = (zx, state, state, w.weight_hh, None, w.weight_ch, None, None, None, None, None, None, None, None)
+    hs, cs, acts = compiled.extension().infer(*args, compiled._config(spec, H), -1.0, -1.0, -1.0, False)
+    assert hs.shape == (51, B, H) and cs.shape == (2, B, H) and acts.shape == (1, B, 4 * H)
+    hs, cs, acts = compiled.extension().infer(*args, compiled._config(spec, H), -1.0, -1.0, -1.0, True)
+    assert cs.shape == (51, B, H) and acts.shape == (50, B, 4 * H)
+
+
 @pytest.mark.parametrize("name", ["preset-vanilla", "preset-layernorm", "lengths+reverse"])
 def test_compiled_without_recording(name: str) -> None:
     compare(CASES[name], torch.float64, record=False)

@@ -320,9 +320,7 @@ def lstm_layer(
     # eager: an autograd.Function that keeps the C++ forward's saved tensors for BPTT; while a graph
     # is captured (torch.compile, torch.export): the custom op, one node with T symbolic
     capturing = torch.compiler.is_compiling() or torch.jit.is_tracing()
-    step_kernel = ops.apply if capturing else _Recurrence.apply
-    hs, cs, acts = step_kernel(
-        options,
+    tensors = (
         zx,
         h0,
         c0,
@@ -338,6 +336,13 @@ def lstm_layer(
         zh_mask,
         lengths,
     )
+    infer = getattr(extension(), "infer", None)  # absent from kernels of older revisions (benchmarks.ab_kernel)
+    if capturing:
+        hs, cs, acts = ops.apply(options, *tensors)
+    elif infer is None or (torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)):
+        hs, cs, acts = _Recurrence.apply(options, *tensors)
+    else:  # no backward to come: nothing is kept for one (memory flat in T but for the output)
+        hs, cs, acts = infer(*tensors, *options, record)
 
     valid = None
     if lengths is not None:
@@ -349,7 +354,8 @@ def lstm_layer(
         output = reverse_padded(output, lengths)
         if gates is not None:
             gates = {k: reverse_padded(v, lengths) for k, v in gates.items()}
-    return LayerResult(output, hs[T], cs[T], gates)
+    c_n = cs[T] if cs.shape[0] == T + 1 else cs[T % 2]  # inference without recording keeps two steps of c
+    return LayerResult(output, hs[T], c_n, gates)
 
 
 def _gates(spec: CellSpec, acts: Tensor, cs: Tensor, hidden: Tensor, H: int, valid: Tensor | None) -> dict[str, Tensor]:

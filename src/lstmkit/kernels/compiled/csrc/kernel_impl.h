@@ -171,30 +171,38 @@ inline void carry(bool valid, bool zone, const T* prev, const T* km, T kc, int64
 // =========================================================================== forward, one call
 template <typename T>
 Saved forward_impl(const CellConfig& cf, const Tensor& zx, const Tensor& h0, const Tensor& c0, const Params& w,
-                   const Masks& mk) {
+                   const Masks& mk, Keep keep = {true, true}) {
   const int64_t TT = zx.size(0), B = zx.size(1), GH = zx.size(2), H = c0.size(1), R = h0.size(1);
   const int64_t nH = cf.n * H;
   const bool proj = w.w_hr.defined(), ln = cf.layer_norm, fgr = cf.full_gate_recurrence;
   const bool zone_c = mk.zc_mask.defined() || cf.zoneout_cell >= 0;
   const bool zone_h = mk.zh_mask.defined() || cf.zoneout_hidden >= 0;
   auto opts = zx.options();
+  const bool all_acts = keep.save || keep.record;
+  const int64_t TS = keep.save ? TT : 1, TA = all_acts ? TT : 1, TC = all_acts ? TT + 1 : 2;
+  const int64_t TG = keep.save ? TT : 2;
+  // step slots: saved tensors, acts, c_{t-1} / c_t, FGR's gates of step t-1 / t
+  auto slot_s = [&](int64_t t) { return keep.save ? t : 0; };
+  auto slot_a = [&](int64_t t) { return all_acts ? t : 0; };
+  auto slot_c = [&](int64_t t) { return all_acts ? t : t % 2; };
+  auto slot_g = [&](int64_t t) { return keep.save ? t : t % 2; };
 
   Saved sv;
   sv.hs = at::empty({TT + 1, B, R}, opts);
-  sv.cs = at::empty({TT + 1, B, H}, opts);
+  sv.cs = at::empty({TC, B, H}, opts);
   sv.hs[0].copy_(h0);
   sv.cs[0].copy_(c0);
-  sv.acts = at::empty({TT, B, GH}, opts);
-  sv.cell_out = at::empty({TT, B, H}, opts);
-  if (zone_c) sv.c_step = at::empty({TT, B, H}, opts);
-  if (proj) sv.h_cell = at::empty({TT, B, H}, opts);
+  sv.acts = at::empty({TA, B, GH}, opts);
+  sv.cell_out = at::empty({TS, B, H}, opts);
+  if (zone_c) sv.c_step = at::empty({TS, B, H}, opts);
+  if (proj) sv.h_cell = at::empty({TS, B, H}, opts);
   if (ln) {
-    sv.rec_hat = at::empty({TT, B, GH}, opts);
-    sv.rstd_rec = at::empty({TT, B}, opts);
-    sv.c_hat = at::empty({TT, B, H}, opts);
-    sv.rstd_cell = at::empty({TT, B}, opts);
+    sv.rec_hat = at::empty({TS, B, GH}, opts);
+    sv.rstd_rec = at::empty({TS, B}, opts);
+    sv.c_hat = at::empty({TS, B, H}, opts);
+    sv.rstd_cell = at::empty({TS, B}, opts);
   }
-  if (fgr) sv.prev_gates = at::zeros({TT, B, nH}, opts);
+  if (fgr) sv.prev_gates = at::zeros({TG, B, nH}, opts);
   Tensor rec = at::empty({B, GH}, opts);                                   // h_{t-1} W_hh^T
   Tensor fg = fgr ? at::empty({B, nH}, opts) : Tensor();                   // gates_{t-1} W_gg^T
   Tensor hin = mk.rec_mask.defined() ? at::empty({B, R}, opts) : Tensor();  // h_{t-1} * recurrent_mask
@@ -234,24 +242,25 @@ Saved forward_impl(const CellConfig& cf, const Tensor& zx, const Tensor& h0, con
   const T kc = T(cf.zoneout_cell), kh = T(cf.zoneout_hidden);
 
   // Units [j0, j0 + W) of row b at step t, after z = zx + rec (+ LN, FGR) is in place for them.
+  // tb indexes tensors of every step (hs, masks), sb / ab / cb / gb those kept by slot (Keep).
   auto row = [&](int64_t t, int64_t b, int64_t j0, int64_t W) {
-    const int64_t tb = t * B + b;
+    const int64_t tb = t * B + b, sb = slot_s(t) * B + b, ab = slot_a(t) * B + b;
     const bool valid = t < mk.len[b];
-    T* a = acts_p + tb * GH + j0;
-    const T* c_prev = cs_p + tb * H + j0;
-    T* c_next = cs_p + (tb + B) * H + j0;
-    T* c = zone_c ? cstep_p + tb * H + j0 : c_next;
-    T* h = proj ? hcell_p + tb * H + j0 : hs_p + (tb + B) * R + j0;
+    T* a = acts_p + ab * GH + j0;
+    const T* c_prev = cs_p + (slot_c(t) * B + b) * H + j0;
+    T* c_next = cs_p + (slot_c(t + 1) * B + b) * H + j0;
+    T* c = zone_c ? cstep_p + sb * H + j0 : c_next;
+    T* h = proj ? hcell_p + sb * H + j0 : hs_p + (tb + B) * R + j0;
     const T* pj = peep ? peep + j0 : nullptr;
     gates(cf, H, W, pj, c_prev, a);
     cell_update(cf, W, a, one, c_prev, c);
-    output(cf, H, W, pj, c, g_c, b_c, one, a, ln ? chat_p + tb * H : nullptr, ln ? rstdc_p + tb : nullptr,
-           tc_p + tb * H + j0, h);
+    output(cf, H, W, pj, c, g_c, b_c, one, a, ln ? chat_p + sb * H : nullptr, ln ? rstdc_p + sb : nullptr,
+           tc_p + sb * H + j0, h);
     if (!proj) carry(valid, zone_h, hs_p + tb * R + j0, zhm ? zhm + tb * R + j0 : nullptr, kh, W, h);
     if (zone_c) std::copy(c, c + W, c_next);
     carry(valid, zone_c, c_prev, zcm ? zcm + tb * H + j0 : nullptr, kc, W, c_next);
     if (fgr && t + 1 < TT) {  // i, f, o fed to the next step
-      T* pn = pg_p + (tb + B) * nH;
+      T* pn = pg_p + (slot_g(t + 1) * B + b) * nH;
       for (int64_t s = 0; s < cf.n; ++s) std::copy(a + cf.sigmoid_off[s], a + cf.sigmoid_off[s] + H, pn + s * H);
     }
   };
@@ -267,7 +276,7 @@ Saved forward_impl(const CellConfig& cf, const Tensor& zx, const Tensor& h0, con
           rows_gemm<T>(B, W, R, hp, w_hh_p + (off + j0) * R, rec_p + off + j0, GH);
         }
         for (int64_t b = 0; b < B; ++b) {
-          T* z = acts_p + (t * B + b) * GH;
+          T* z = acts_p + (slot_a(t) * B + b) * GH;
           const T* zr = zx_p + (t * B + b) * GH;
           const T* rr = rec_p + b * GH;
           for (int64_t off : cf.block_off) {
@@ -278,21 +287,22 @@ Saved forward_impl(const CellConfig& cf, const Tensor& zx, const Tensor& h0, con
       });
     } else {
       const Tensor rec_now = rec_gemm(h_prev, rec);  // held: under oneDNN a new tensor every step
-      const Tensor fg_now = fgr ? (*fgr_gemm)(sv.prev_gates[t], fg) : Tensor();
+      const Tensor fg_now = fgr ? (*fgr_gemm)(sv.prev_gates[slot_g(t)], fg) : Tensor();
       const T* rec_t = rec_now.data_ptr<T>();
       const T* fg_p = fgr ? fg_now.data_ptr<T>() : nullptr;
       at::parallel_for(0, B, grain_for(GH), [&](int64_t b0, int64_t b1) {
         for (int64_t b = b0; b < b1; ++b) {
-          const int64_t tb = t * B + b;
+          const int64_t tb = t * B + b, sb = slot_s(t) * B + b;
           preactivation(cf, H, GH, zx_p + tb * GH, rec_t + b * GH, fgr ? fg_p + b * nH : nullptr, g_hh,
-                        acts_p + tb * GH, ln ? rech_p + tb * GH : nullptr, ln ? rstdh_p + tb : nullptr);
+                        acts_p + (slot_a(t) * B + b) * GH, ln ? rech_p + sb * GH : nullptr,
+                        ln ? rstdh_p + sb : nullptr);
           row(t, b, 0, H);
         }
       });
     }
 
     if (proj) {  // h_t = W_hr h_cell, then the carry of the projected state
-      const Tensor h_proj = (*proj_gemm)(sv.h_cell[t], hproj);  // (B, P)
+      const Tensor h_proj = (*proj_gemm)(sv.h_cell[slot_s(t)], hproj);  // (B, P)
       const T* hq = h_proj.data_ptr<T>();
       for (int64_t b = 0; b < B; ++b) {
         const int64_t tb = t * B + b;

@@ -194,6 +194,15 @@ struct Saved {
   }
 };
 
+// What a forward call keeps. For backward everything of every step (Saved); without a backward to
+// come (inference) only hs, plus acts and cs for every step when the gates are recorded: the other
+// per-step tensors then hold one step (cs and FGR's prev_gates two, used in turn), so memory does
+// not grow with T beyond the output.
+struct Keep {
+  bool save;    // every tensor of every step, for backward
+  bool record;  // acts and cs of every step, for the recorded gates
+};
+
 // The gradients backward returns, in this order.
 enum BackwardSlot { D_ZX, D_H0, D_C0, D_W_HH, D_W_HR, D_W_CH, D_W_GG, D_LN_HH, D_LN_CW, D_LN_CB, NUM_GRADS };
 
@@ -427,12 +436,12 @@ void set_isa(const std::string& name) {
 }
 
 // The boundary: positional arguments from Python are unpacked here, once, into named structs.
-std::vector<Tensor> lstm_forward(const Tensor& zx_in, const Tensor& h0_in, const Tensor& c0_in,
-                                 const Tensor& w_hh_in, const OptTensor& w_hr, const OptTensor& w_ch,
-                                 const OptTensor& w_gg, const OptTensor& ln_hh, const OptTensor& ln_cw,
-                                 const OptTensor& ln_cb, const OptTensor& rec_mask, const OptTensor& zc_mask,
-                                 const OptTensor& zh_mask, const OptTensor& lengths, std::vector<int64_t> cfg,
-                                 double clip, double zc_p, double zh_p) {
+std::vector<Tensor> run_forward(const Tensor& zx_in, const Tensor& h0_in, const Tensor& c0_in, const Tensor& w_hh_in,
+                                const OptTensor& w_hr, const OptTensor& w_ch, const OptTensor& w_gg,
+                                const OptTensor& ln_hh, const OptTensor& ln_cw, const OptTensor& ln_cb,
+                                const OptTensor& rec_mask, const OptTensor& zc_mask, const OptTensor& zh_mask,
+                                const OptTensor& lengths, std::vector<int64_t> cfg, double clip, double zc_p,
+                                double zh_p, bool save, bool record) {
   const CellConfig cf(cfg, clip, zc_p, zh_p);
   TORCH_CHECK(zx_in.dim() == 3 && h0_in.dim() == 2 && c0_in.dim() == 2,
               "lstmkit kernel: zx, h0, c0 must have 3, 2, 2 dimensions; got ", zx_in.dim(), ", ", h0_in.dim(), ", ",
@@ -444,9 +453,33 @@ std::vector<Tensor> lstm_forward(const Tensor& zx_in, const Tensor& h0_in, const
   const Masks mk{contig(rec_mask), contig(zc_mask), contig(zh_mask), step_counts(lengths, zx.size(1), zx.size(0))};
   Saved sv;
   AT_DISPATCH_FLOATING_TYPES(zx.scalar_type(), "lstmkit_forward", [&] {
-    sv = LSTMKIT_ISA_CALL(forward_impl<scalar_t>)(cf, zx, h0, c0, w, mk);
+    sv = LSTMKIT_ISA_CALL(forward_impl<scalar_t>)(cf, zx, h0, c0, w, mk, Keep{save, record});
   });
   return sv.list();
+}
+
+std::vector<Tensor> lstm_forward(const Tensor& zx, const Tensor& h0, const Tensor& c0, const Tensor& w_hh,
+                                 const OptTensor& w_hr, const OptTensor& w_ch, const OptTensor& w_gg,
+                                 const OptTensor& ln_hh, const OptTensor& ln_cw, const OptTensor& ln_cb,
+                                 const OptTensor& rec_mask, const OptTensor& zc_mask, const OptTensor& zh_mask,
+                                 const OptTensor& lengths, std::vector<int64_t> cfg, double clip, double zc_p,
+                                 double zh_p) {
+  return run_forward(zx, h0, c0, w_hh, w_hr, w_ch, w_gg, ln_hh, ln_cw, ln_cb, rec_mask, zc_mask, zh_mask, lengths,
+                     std::move(cfg), clip, zc_p, zh_p, /*save=*/true, /*record=*/true);
+}
+
+// Forward without a backward to come: returns hs (T+1, B, R), cs and acts; cs (T+1, B, H) and acts
+// (T, B, G*H) of every step only when `record`, else cs holds c_{T-1} and c_T in slots (T-1) % 2 and
+// T % 2, and acts one step.
+std::vector<Tensor> lstm_infer(const Tensor& zx, const Tensor& h0, const Tensor& c0, const Tensor& w_hh,
+                               const OptTensor& w_hr, const OptTensor& w_ch, const OptTensor& w_gg,
+                               const OptTensor& ln_hh, const OptTensor& ln_cw, const OptTensor& ln_cb,
+                               const OptTensor& rec_mask, const OptTensor& zc_mask, const OptTensor& zh_mask,
+                               const OptTensor& lengths, std::vector<int64_t> cfg, double clip, double zc_p,
+                               double zh_p, bool record) {
+  std::vector<Tensor> out = run_forward(zx, h0, c0, w_hh, w_hr, w_ch, w_gg, ln_hh, ln_cw, ln_cb, rec_mask, zc_mask,
+                                        zh_mask, lengths, std::move(cfg), clip, zc_p, zh_p, /*save=*/false, record);
+  return {out[HS], out[CS], out[ACTS]};
 }
 
 std::vector<Tensor> lstm_backward(const OptTensor& d_hs, const OptTensor& d_cs, const OptTensor& d_acts,
@@ -474,6 +507,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.doc() = "lstmkit compiled LSTM recurrence (forward and BPTT) for every CellSpec";
   m.def("forward", &lstmkit::lstm_forward, "one layer-direction forward; returns states, gates and saved tensors");
   m.def("mm", &lstmkit::mm, "a @ b through oneDNN's matmul (float32, any strides) when it is on, else at::mm");
+  m.def("infer", &lstmkit::lstm_infer,
+        "forward with no backward to come: hs, cs, acts (cs and acts of every step only when recording)");
   m.def("isa", &lstmkit::isa, "instruction set of the loops: 'avx2' or 'generic'");
   m.def("set_isa", &lstmkit::set_isa, "force 'generic' (or back to 'avx2' when the CPU has it)");
   m.def("set_gemm", &lstmkit::set_gemm,
