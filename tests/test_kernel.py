@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from typing import Any
 
@@ -192,15 +193,25 @@ def test_compiled_equals_reference(name: str, dtype: torch.dtype, isa: str) -> N
 def test_every_gemm_library_equals_reference(name: str, lib: str) -> None:
     # every per-step product (W_hh, W_gg, W_hr and their adjoints) and weight gradient, on each library
     ext = compiled.extension()
-    available = {"onednn": torch.backends.mkldnn.is_available(), "mkl": ext.step_gemm(1) == "mkl", "aten": True}
+    available = {"onednn": torch.backends.mkldnn.is_available(), "mkl": ext.step_gemm(1, 16) == "mkl", "aten": True}
     if not available[lib]:
         pytest.skip(f"this torch build has no {lib} GEMM")
     before = ext.set_gemm(lib)
     try:
-        assert ext.step_gemm(B) == lib  # the library really runs
+        assert ext.step_gemm(B, 4 * H * H) == lib  # the library really runs
         compare(CASES[name], torch.float32)
     finally:
         ext.set_gemm(before)
+
+
+@contextlib.contextmanager
+def _threads(n: int) -> Iterator[None]:
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 @pytest.mark.parametrize("lib", ["onednn", "mkl"])
@@ -220,15 +231,19 @@ def test_gemm_library_follows_torch_and_the_batch() -> None:
     ext = compiled.extension()
     if not torch.backends.mkldnn.is_available():
         pytest.skip("this torch build has no oneDNN")
-    assert ext.step_gemm(16) == "onednn"
-    assert ext.step_gemm(1) in ("mkl", "aten")  # a single row: oneDNN's per-call cost dominates
+    assert ext.step_gemm(16, 4 * 128 * 128) == "onednn"
+    with _threads(1):  # a single row on one thread: oneDNN's per-call cost dominates
+        assert ext.step_gemm(1, 4 * 512 * 512) in ("mkl", "aten")
+    with _threads(2):  # a single row and a large weight: oneDNN shares it over the threads
+        assert ext.step_gemm(1, 4 * 128 * 128) in ("mkl", "aten")
+        assert ext.step_gemm(1, 4 * 512 * 512) == "onednn"
     torch.backends.mkldnn.enabled = False  # the user switched oneDNN off: the kernel leaves it off
     try:
-        assert ext.step_gemm(16) in ("mkl", "aten")
+        assert ext.step_gemm(16, 4 * 128 * 128) in ("mkl", "aten")
         compare(CASES["projection"], torch.float32)
     finally:
         torch.backends.mkldnn.enabled = True
-    assert ext.step_gemm(16) == "onednn"
+    assert ext.step_gemm(16, 4 * 128 * 128) == "onednn"
     with pytest.raises(RuntimeError, match="gemm must be"):
         ext.set_gemm("cublas")
 

@@ -125,7 +125,8 @@ UNIT_SPLIT_CASES = {
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["float64", "float32"])
 @pytest.mark.parametrize("name", list(UNIT_SPLIT_CASES))
 def test_work_split_over_hidden_units_equals_reference(name: str, dtype: torch.dtype) -> None:
-    # H = 32 and B = 3 at two threads: the forward splits each step over hidden units (gate columns).
+    # H = 32 and B = 3 at two threads on at::mm (float64, or float32 with oneDNN and MKL switched off):
+    # the forward splits each step over hidden units (gate columns).
     from lstmkit.functional import lstm_layer as reference_layer
 
     spec, opts = UNIT_SPLIT_CASES[name]
@@ -146,10 +147,12 @@ def test_work_split_over_hidden_units_equals_reference(name: str, dtype: torch.d
         kwargs["lengths"] = torch.tensor([5, 2, 4])
     threads = torch.get_num_threads()
     torch.set_num_threads(2)
+    gemm = compiled.extension().set_gemm("aten")
     try:
         got = compiled.lstm_layer(x, h0, c0, w, spec, **kwargs)
     finally:
         torch.set_num_threads(threads)
+        compiled.extension().set_gemm(gemm)
     want = reference_layer(x, h0, c0, w, spec, **kwargs)
     tol = {"atol": 1e-10, "rtol": 1e-10} if dtype == torch.float64 else {"atol": 1e-5, "rtol": 1e-5}
     torch.testing.assert_close(got.output, want.output, **tol)

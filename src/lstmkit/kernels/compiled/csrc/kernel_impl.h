@@ -212,7 +212,7 @@ Saved forward_impl(const CellConfig& cf, const Tensor& zx, const Tensor& h0, con
   // gate and state maths, in one parallel region per step (no layer norm or FGR: they mix units).
   const int64_t threads = at::get_num_threads();
   const bool by_units = threads > 1 && !ln && !fgr && rows_gemm_available<T>() && B < threads * grain_for(GH) &&
-                        H >= 8 * threads && step_gemm_lib(zx.scalar_type(), B) != GemmLib::ONEDNN;
+                        H >= 8 * threads && step_gemm_lib(zx.scalar_type(), B, GH * R) == GemmLib::ATEN;
   const int64_t unit_grain = std::max<int64_t>(8, (H + threads - 1) / threads);
   const StepGemm rec_gemm(w.w_hh, by_units ? 0 : B, TT);                // h_{t-1} W_hh^T (prepared only when used)
   const std::optional<StepGemm> fgr_gemm = fgr ? std::make_optional<StepGemm>(w.w_gg, B, TT) : std::nullopt;

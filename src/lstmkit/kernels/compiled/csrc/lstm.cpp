@@ -215,9 +215,10 @@ enum BackwardSlot { D_ZX, D_H0, D_C0, D_W_HH, D_W_HR, D_W_CH, D_W_GG, D_LN_HH, D
 //           twice the rate of MKL's sgemm (benchmarks/README.md);
 //   MKL     MKL's packed sgemm (the weight packed once per call), when the torch build exports it;
 //   ATen    at::mm.
-// "auto" takes oneDNN for per-step GEMMs with at least 2 rows and for the weight gradients, MKL's
-// packed sgemm for a single row (where oneDNN's per-call cost dominates), else at::mm; a library
-// that is missing (or oneDNN switched off with torch.backends.mkldnn) falls back to the next.
+// "auto" takes oneDNN for per-step GEMMs with at least 2 rows and for the weight gradients; for a
+// single row MKL's packed sgemm (one thread, where oneDNN's per-call cost dominates) unless several
+// threads can share a weight of at least ONEDNN_ROW_WEIGHTS values; else at::mm. A library that is
+// missing (or oneDNN switched off with torch.backends.mkldnn) falls back to the next.
 enum class GemmLib { AUTO, ONEDNN, MKL, ATEN };
 static GemmLib gemm_lib = GemmLib::AUTO;
 
@@ -267,8 +268,12 @@ bool use_onednn(at::ScalarType dtype) {
   return dtype == at::kFloat && (gemm_lib == GemmLib::AUTO || gemm_lib == GemmLib::ONEDNN) && onednn_available();
 }
 
-// The library one per-step GEMM of m rows runs with.
-GemmLib step_gemm_lib(at::ScalarType dtype, int64_t m) {
+// From this many weight values on, oneDNN on several threads beats MKL's one-thread packed GEMM
+// for a single row (2 threads: H = 384 and up; benchmarks/README.md).
+constexpr int64_t ONEDNN_ROW_WEIGHTS = int64_t(1) << 19;
+
+// The library one per-step GEMM of m rows with a weight of `weights` values runs with.
+GemmLib step_gemm_lib(at::ScalarType dtype, int64_t m, int64_t weights) {
   if (dtype != at::kFloat || m <= 0) return GemmLib::ATEN;
   const bool onednn = use_onednn(dtype), mkl = mkl_packed_available();
   switch (gemm_lib) {
@@ -277,7 +282,7 @@ GemmLib step_gemm_lib(at::ScalarType dtype, int64_t m) {
     case GemmLib::ATEN: return GemmLib::ATEN;
     case GemmLib::AUTO: break;
   }
-  if (onednn && m >= 2) return GemmLib::ONEDNN;
+  if (onednn && (m >= 2 || (at::get_num_threads() > 1 && weights >= ONEDNN_ROW_WEIGHTS))) return GemmLib::ONEDNN;
   return mkl ? GemmLib::MKL : GemmLib::ATEN;
 }
 
@@ -295,7 +300,7 @@ struct StepGemm {
   int m, n, k;
 
   StepGemm(const Tensor& weight, int64_t rows, int64_t steps)
-      : lib(step_gemm_lib(weight.scalar_type(), rows)), w(weight.contiguous()), m(int(rows)),
+      : lib(step_gemm_lib(weight.scalar_type(), rows, weight.numel())), w(weight.contiguous()), m(int(rows)),
         n(int(weight.size(0))), k(int(weight.size(1))) {
     if (lib == GemmLib::ONEDNN) {
       packed = steps >= REORDER_STEPS ? onednn_ops().reorder->call(w, rows) : w;
@@ -420,8 +425,11 @@ std::string set_gemm(const std::string& name) {
   return before;
 }
 
-// The library a float32 per-step GEMM of `rows` rows runs with now ("onednn", "mkl" or "aten").
-std::string step_gemm(int64_t rows) { return gemm_lib_name(step_gemm_lib(at::kFloat, rows)); }
+// The library a float32 per-step GEMM of `rows` rows and `weights` weight values runs with now
+// ("onednn", "mkl" or "aten").
+std::string step_gemm(int64_t rows, int64_t weights) {
+  return gemm_lib_name(step_gemm_lib(at::kFloat, rows, weights));
+}
 
 void set_isa(const std::string& name) {
   TORCH_CHECK(name == "generic" || name == "avx2", "isa must be 'generic' or 'avx2'; got '", name, "'");
