@@ -188,12 +188,18 @@ def test_compiled_equals_reference(name: str, dtype: torch.dtype, isa: str) -> N
     compare(CASES[name], dtype)
 
 
-@pytest.mark.parametrize("lib", ["onednn", "mkl", "aten"])
+@pytest.mark.parametrize("lib", ["avx512", "onednn", "mkl", "aten"])
 @pytest.mark.parametrize("name", ["fgr+cifg+peephole", "projection+peephole+layernorm", "zoneout+projection+lengths+reverse"])
 def test_every_gemm_library_equals_reference(name: str, lib: str) -> None:
     # every per-step product (W_hh, W_gg, W_hr and their adjoints) and weight gradient, on each library
     ext = compiled.extension()
-    available = {"onednn": torch.backends.mkldnn.is_available(), "mkl": ext.step_gemm(1, 16) == "mkl", "aten": True}
+    available = {
+        "avx512": ext.avx512(),
+        "onednn": torch.backends.mkldnn.is_available(),
+        "mkl": ext.set_gemm("mkl") and ext.step_gemm(1, 16) == "mkl",
+        "aten": True,
+    }
+    ext.set_gemm("auto")
     if not available[lib]:
         pytest.skip(f"this torch build has no {lib} GEMM")
     before = ext.set_gemm(lib)
@@ -214,7 +220,7 @@ def _threads(n: int) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-@pytest.mark.parametrize("lib", ["onednn", "mkl"])
+@pytest.mark.parametrize("lib", ["avx512", "onednn", "mkl"])
 def test_long_sequences_equal_reference(lib: str) -> None:
     # from 32 steps on, oneDNN runs on a weight reordered into its blocked layout (layer norm is left
     # out: over 40 steps its float32 rounding alone grows past the tolerance, on either kernel)
@@ -227,23 +233,51 @@ def test_long_sequences_equal_reference(lib: str) -> None:
         ext.set_gemm(before)
 
 
-def test_gemm_library_follows_torch_and_the_batch() -> None:
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("spec,proj", [(CellSpec(peephole=True, full_gate_recurrence=True), 0), (CellSpec(), 24)])
+def test_avx512_panels_with_every_remainder(spec: CellSpec, proj: int, threads: int) -> None:
+    # B = 11 rows: a full 8-row tile and a 3-row one; G*H = 160 columns: 10 panels in pairs; R = 24,
+    # H = 40 and FGR's 120: odd panel counts with a masked last panel; on one and on two threads
+    ext = compiled.extension()
+    if not ext.avx512():
+        pytest.skip("this CPU has no AVX-512")
+    gen = torch.Generator().manual_seed(9)
+    shapes = base.param_shapes(spec, 7, 40, proj, True)
+    w = LayerWeights(**{k: (torch.rand(s, generator=gen) - 0.5) * 0.4 for k, s in shapes.items()})
+    x = torch.randn(12, 11, 7, generator=gen)
+    h0, c0 = torch.randn(11, proj or 40, generator=gen), torch.randn(11, 40, generator=gen)
+    before = ext.set_gemm("avx512")
+    try:
+        with _threads(threads):
+            out, out_grads = run(compiled.lstm_layer, spec, w, x, h0, c0, {"record": True})
+    finally:
+        ext.set_gemm(before)
+    ref, ref_grads = run(reference_layer, spec, w, x, h0, c0, {"record": True})
+    torch.testing.assert_close(out.output, ref.output, atol=1e-5, rtol=1e-5)
+    for got, want in zip(out_grads, ref_grads, strict=True):
+        torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
+
+
+def test_gemm_library_follows_torch_the_threads_and_the_size() -> None:
     ext = compiled.extension()
     if not torch.backends.mkldnn.is_available():
         pytest.skip("this torch build has no oneDNN")
-    assert ext.step_gemm(16, 4 * 128 * 128) == "onednn"
-    with _threads(1):  # a single row on one thread: oneDNN's per-call cost dominates
-        assert ext.step_gemm(1, 4 * 512 * 512) in ("mkl", "aten")
-    with _threads(2):  # a single row and a large weight: oneDNN shares it over the threads
-        assert ext.step_gemm(1, 4 * 128 * 128) in ("mkl", "aten")
-        assert ext.step_gemm(1, 4 * 512 * 512) == "onednn"
-    torch.backends.mkldnn.enabled = False  # the user switched oneDNN off: the kernel leaves it off
-    try:
-        assert ext.step_gemm(16, 4 * 128 * 128) in ("mkl", "aten")
-        compare(CASES["projection"], torch.float32)
-    finally:
-        torch.backends.mkldnn.enabled = True
-    assert ext.step_gemm(16, 4 * 128 * 128) == "onednn"
+    panels = "avx512" if ext.avx512() else None
+    small, large = 4 * 128 * 128, 4 * 512 * 512  # weight values of H = 128 and H = 512
+    with _threads(1):  # one thread: the panel GEMM at every size; without AVX-512 oneDNN, MKL for one row
+        assert ext.step_gemm(64, large) == (panels or "onednn")
+        assert ext.step_gemm(1, large) in ((panels,) if panels else ("mkl", "aten"))
+    with _threads(2):  # several threads: the panels for small products, oneDNN beyond
+        assert ext.step_gemm(16, small) == (panels or "onednn")
+        assert ext.step_gemm(16, 4 * 256 * 256) == "onednn"
+        assert ext.step_gemm(1, large) == "onednn"  # oneDNN shares one row's large weight over the threads
+        torch.backends.mkldnn.enabled = False  # the user switched oneDNN off: the kernel leaves it off
+        try:
+            assert ext.step_gemm(16, large) in ("mkl", "aten")
+            compare(CASES["projection"], torch.float32)
+        finally:
+            torch.backends.mkldnn.enabled = True
+        assert ext.step_gemm(16, large) == "onednn"
     with pytest.raises(RuntimeError, match="gemm must be"):
         ext.set_gemm("cublas")
 

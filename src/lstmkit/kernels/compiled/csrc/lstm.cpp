@@ -24,6 +24,10 @@
 #include <ATen/Parallel.h>
 #include <ATen/core/dispatch/Dispatcher.h>
 
+#if defined(__GNUC__) && defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -215,12 +219,24 @@ enum BackwardSlot { D_ZX, D_H0, D_C0, D_W_HH, D_W_HR, D_W_CH, D_W_GG, D_LN_HH, D
 //           twice the rate of MKL's sgemm (benchmarks/README.md);
 //   MKL     MKL's packed sgemm (the weight packed once per call), when the torch build exports it;
 //   ATen    at::mm.
-// "auto" takes oneDNN for per-step GEMMs with at least 2 rows and for the weight gradients; for a
-// single row MKL's packed sgemm (one thread, where oneDNN's per-call cost dominates) unless several
-// threads can share a weight of at least ONEDNN_ROW_WEIGHTS values; else at::mm. A library that is
-// missing (or oneDNN switched off with torch.backends.mkldnn) falls back to the next.
-enum class GemmLib { AUTO, ONEDNN, MKL, ATEN };
+//   AVX-512 panels: lstmkit's own small GEMM (panel_gemm.h) for the per-step products.
+// "auto" takes, for a per-step product: the AVX-512 panels on one thread, and on several threads up
+// to PANEL_MAX_WORK multiply-adds; else oneDNN from 2 rows, or for one row whose weight several
+// threads can share (ONEDNN_ROW_WEIGHTS values and up); else MKL's packed sgemm (one thread, where
+// oneDNN's per-call cost dominates a single row); else at::mm. The weight gradients (one large
+// product per weight) take oneDNN. A library that is missing (no AVX-512 on this CPU, oneDNN
+// switched off with torch.backends.mkldnn) falls back to the next.
+enum class GemmLib { AUTO, ONEDNN, MKL, ATEN, PANEL };
 static GemmLib gemm_lib = GemmLib::AUTO;
+
+#if defined(__GNUC__) && defined(__x86_64__)
+#define LSTMKIT_HAVE_AVX512 1
+#include "panel_gemm.h"
+static const bool has_avx512 = panel::cpu_has_avx512();
+#else
+#define LSTMKIT_HAVE_AVX512 0
+static const bool has_avx512 = false;
+#endif
 
 // MKL's packed GEMM; weak declarations: on builds without these symbols the pointers are null.
 extern "C" {
@@ -272,17 +288,25 @@ bool use_onednn(at::ScalarType dtype) {
 // for a single row (2 threads: H = 384 and up; benchmarks/README.md).
 constexpr int64_t ONEDNN_ROW_WEIGHTS = int64_t(1) << 19;
 
+// On several threads the AVX-512 panel GEMM beats a library call up to this many multiply-adds per
+// step (on one thread at every size measured; benchmarks/README.md).
+constexpr int64_t PANEL_MAX_WORK = int64_t(1) << 21;
+
 // The library one per-step GEMM of m rows with a weight of `weights` values runs with.
 GemmLib step_gemm_lib(at::ScalarType dtype, int64_t m, int64_t weights) {
   if (dtype != at::kFloat || m <= 0) return GemmLib::ATEN;
   const bool onednn = use_onednn(dtype), mkl = mkl_packed_available();
   switch (gemm_lib) {
+    case GemmLib::PANEL: return has_avx512 ? GemmLib::PANEL : GemmLib::ATEN;
     case GemmLib::ONEDNN: return onednn ? GemmLib::ONEDNN : GemmLib::ATEN;
     case GemmLib::MKL: return mkl ? GemmLib::MKL : GemmLib::ATEN;
     case GemmLib::ATEN: return GemmLib::ATEN;
     case GemmLib::AUTO: break;
   }
-  if (onednn && (m >= 2 || (at::get_num_threads() > 1 && weights >= ONEDNN_ROW_WEIGHTS))) return GemmLib::ONEDNN;
+  const bool threads = at::get_num_threads() > 1;
+  const bool shared_row = threads && m == 1 && weights >= ONEDNN_ROW_WEIGHTS;  // oneDNN splits one row's weight
+  if (has_avx512 && (!threads || (m * weights <= PANEL_MAX_WORK && !shared_row))) return GemmLib::PANEL;
+  if (onednn && (m >= 2 || shared_row)) return GemmLib::ONEDNN;
   return mkl ? GemmLib::MKL : GemmLib::ATEN;
 }
 
@@ -297,11 +321,17 @@ struct StepGemm {
   GemmLib lib;
   Tensor w;       // W (n, k), contiguous
   Tensor packed;  // W in oneDNN's layout, or MKL's packed bytes
+#if LSTMKIT_HAVE_AVX512
+  panel::PackedWeight panels;  // W in 16-column panels (PANEL)
+#endif
   int m, n, k;
 
   StepGemm(const Tensor& weight, int64_t rows, int64_t steps)
       : lib(step_gemm_lib(weight.scalar_type(), rows, weight.numel())), w(weight.contiguous()), m(int(rows)),
         n(int(weight.size(0))), k(int(weight.size(1))) {
+#if LSTMKIT_HAVE_AVX512
+    if (lib == GemmLib::PANEL) panels = panel::PackedWeight(w);
+#endif
     if (lib == GemmLib::ONEDNN) {
       packed = steps >= REORDER_STEPS ? onednn_ops().reorder->call(w, rows) : w;
     } else if (lib == GemmLib::MKL) {
@@ -314,6 +344,11 @@ struct StepGemm {
   // a @ W^T for a (m, k) contiguous; written into `out` (m, n), or (oneDNN) a new tensor: use the result.
   Tensor operator()(const Tensor& a, Tensor& out) const {
     switch (lib) {
+#if LSTMKIT_HAVE_AVX512
+      case GemmLib::PANEL:
+        panel::gemm(m, a.data_ptr<float>(), panels, out.data_ptr<float>());
+        return out;
+#endif
       case GemmLib::ONEDNN:
         return onednn_ops().linear->call(a, packed, std::nullopt, "none", torch::List<std::optional<at::Scalar>>(),
                                         std::nullopt);
@@ -409,6 +444,7 @@ const char* gemm_lib_name(GemmLib lib) {
     case GemmLib::AUTO: return "auto";
     case GemmLib::ONEDNN: return "onednn";
     case GemmLib::MKL: return "mkl";
+    case GemmLib::PANEL: return "avx512";
     default: return "aten";
   }
 }
@@ -421,7 +457,8 @@ std::string set_gemm(const std::string& name) {
   else if (name == "onednn") gemm_lib = GemmLib::ONEDNN;
   else if (name == "mkl") gemm_lib = GemmLib::MKL;
   else if (name == "aten") gemm_lib = GemmLib::ATEN;
-  else TORCH_CHECK(false, "gemm must be 'auto', 'onednn', 'mkl' or 'aten'; got '", name, "'");
+  else if (name == "avx512") gemm_lib = GemmLib::PANEL;
+  else TORCH_CHECK(false, "gemm must be 'auto', 'avx512', 'onednn', 'mkl' or 'aten'; got '", name, "'");
   return before;
 }
 
@@ -517,6 +554,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("mm", &lstmkit::mm, "a @ b through oneDNN's matmul (float32, any strides) when it is on, else at::mm");
   m.def("infer", &lstmkit::lstm_infer,
         "forward with no backward to come: hs, cs, acts (cs and acts of every step only when recording)");
+  m.def("avx512", [] { return lstmkit::has_avx512; }, "whether this CPU runs the AVX-512 panel GEMM");
   m.def("isa", &lstmkit::isa, "instruction set of the loops: 'avx2' or 'generic'");
   m.def("set_isa", &lstmkit::set_isa, "force 'generic' (or back to 'avx2' when the CPU has it)");
   m.def("set_gemm", &lstmkit::set_gemm,

@@ -1,0 +1,114 @@
+// A small float32 GEMM for the per-step products of the recurrence, C (M, N) = A (M, K) @ W^T with
+// W (N, K) row-major, on AVX-512 (compiled for it, chosen at run time only on CPUs that have it).
+//
+// Why: a step's product is small (M = batch rows, e.g. 16 x 128 @ 128 x 512), and a library call
+// per step spends as long on its own set-up (descriptors, allocation of the result) as on the
+// arithmetic. Here W is packed once per call into panels of 16 columns (panel p holds
+// W[16 p + j][k] at [k * 16 + j], zero past N), and each step runs register tiles of up to
+// 8 rows x 32 columns straight into the caller's buffer, with no allocation.
+//
+// Included once by lstm.cpp inside namespace lstmkit (x86-64 GCC/Clang builds only, where
+// LSTMKIT_HAVE_AVX512 is 1); <ATen/Parallel.h> and <immintrin.h> first.
+
+namespace panel {
+
+constexpr int64_t WIDTH = 16;  // floats per panel (one 512-bit register)
+constexpr int ROWS = 8;        // rows per register tile
+
+// W (N, K) packed into ceil(N / 16) panels of K x 16 floats.
+struct PackedWeight {
+  Tensor buf;
+  int64_t N = 0, K = 0, panels = 0;
+
+  PackedWeight() = default;
+  explicit PackedWeight(const Tensor& weight) {
+    const Tensor w = weight.contiguous();
+    N = w.size(0), K = w.size(1), panels = (N + WIDTH - 1) / WIDTH;
+    buf = at::zeros({panels * K * WIDTH}, w.options());
+    const float* src = w.data_ptr<float>();
+    float* dst = buf.data_ptr<float>();
+    for (int64_t p = 0; p < panels; ++p) {
+      for (int64_t j = 0; j < WIDTH && p * WIDTH + j < N; ++j) {
+        const float* row = src + (p * WIDTH + j) * K;
+        float* col = dst + p * K * WIDTH + j;
+        for (int64_t k = 0; k < K; ++k) col[k * WIDTH] = row[k];
+      }
+    }
+  }
+  const float* panel(int64_t p) const { return buf.data_ptr<float>() + p * K * WIDTH; }
+};
+
+// One register tile: MR rows of A times NP panels, stored into C (masked past column N).
+template <int MR, int NP>
+__attribute__((target("avx512f"))) inline void tile(int64_t K, const float* a, int64_t lda, const float* w,
+                                                    int64_t wstride, float* c, int64_t ldc, int64_t n0, int64_t N) {
+  __m512 acc[MR][NP];
+  for (int r = 0; r < MR; ++r) {
+    for (int q = 0; q < NP; ++q) acc[r][q] = _mm512_setzero_ps();
+  }
+  for (int64_t k = 0; k < K; ++k) {
+    __m512 b[NP];
+    for (int q = 0; q < NP; ++q) b[q] = _mm512_loadu_ps(w + q * wstride + k * WIDTH);
+    for (int r = 0; r < MR; ++r) {
+      const __m512 x = _mm512_set1_ps(a[r * lda + k]);
+      for (int q = 0; q < NP; ++q) acc[r][q] = _mm512_fmadd_ps(x, b[q], acc[r][q]);
+    }
+  }
+  for (int q = 0; q < NP; ++q) {
+    const int64_t n = n0 + q * WIDTH;
+    const int64_t left = N - n;
+    const __mmask16 mask = left >= WIDTH ? __mmask16(0xFFFF) : __mmask16((1u << left) - 1u);
+    for (int r = 0; r < MR; ++r) _mm512_mask_storeu_ps(c + r * ldc + n, mask, acc[r][q]);
+  }
+}
+
+template <int NP>
+__attribute__((target("avx512f"))) inline void rows_tile(int64_t mr, int64_t K, const float* a, int64_t lda,
+                                                         const float* w, int64_t wstride, float* c, int64_t ldc,
+                                                         int64_t n0, int64_t N) {
+  switch (mr) {
+    case 8: tile<8, NP>(K, a, lda, w, wstride, c, ldc, n0, N); break;
+    case 7: tile<7, NP>(K, a, lda, w, wstride, c, ldc, n0, N); break;
+    case 6: tile<6, NP>(K, a, lda, w, wstride, c, ldc, n0, N); break;
+    case 5: tile<5, NP>(K, a, lda, w, wstride, c, ldc, n0, N); break;
+    case 4: tile<4, NP>(K, a, lda, w, wstride, c, ldc, n0, N); break;
+    case 3: tile<3, NP>(K, a, lda, w, wstride, c, ldc, n0, N); break;
+    case 2: tile<2, NP>(K, a, lda, w, wstride, c, ldc, n0, N); break;
+    default: tile<1, NP>(K, a, lda, w, wstride, c, ldc, n0, N); break;
+  }
+}
+
+// C[:, 16 p0 : 16 p1] = A @ W[16 p0 : 16 p1]^T for A (M, K; lda) and C (M, N; ldc).
+__attribute__((target("avx512f"))) inline void gemm_panels(int64_t M, const float* a, int64_t lda,
+                                                           const PackedWeight& w, float* c, int64_t ldc, int64_t p0,
+                                                           int64_t p1) {
+  const int64_t wstride = w.K * WIDTH;
+  for (int64_t p = p0; p < p1; p += 2) {
+    const bool pair = p + 1 < p1;
+    for (int64_t m = 0; m < M; m += ROWS) {
+      const int64_t mr = std::min<int64_t>(ROWS, M - m);
+      if (pair) {
+        rows_tile<2>(mr, w.K, a + m * lda, lda, w.panel(p), wstride, c + m * ldc, ldc, p * WIDTH, w.N);
+      } else {
+        rows_tile<1>(mr, w.K, a + m * lda, lda, w.panel(p), wstride, c + m * ldc, ldc, p * WIDTH, w.N);
+      }
+    }
+  }
+}
+
+// C (M, N) = A (M, K) @ W^T, both contiguous; the panels split over threads when the work is large.
+inline void gemm(int64_t M, const float* a, const PackedWeight& w, float* c) {
+  const int64_t pairs = (w.panels + 1) / 2;
+  const int64_t work = M * w.K * 2 * WIDTH;  // multiply-adds per pair of panels
+  const int64_t grain = std::max<int64_t>(1, (int64_t(1) << 16) / std::max<int64_t>(1, work));
+  at::parallel_for(0, pairs, grain, [&](int64_t q0, int64_t q1) {
+    gemm_panels(M, a, w.K, w, c, w.N, 2 * q0, std::min(2 * q1, w.panels));
+  });
+}
+
+bool cpu_has_avx512() {
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("avx512f");
+}
+
+}  // namespace panel
