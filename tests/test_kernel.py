@@ -234,26 +234,44 @@ def test_long_sequences_equal_reference(lib: str) -> None:
 
 
 @pytest.mark.parametrize("threads", [1, 2])
-@pytest.mark.parametrize("spec,proj", [(CellSpec(peephole=True, full_gate_recurrence=True), 0), (CellSpec(), 24)])
-def test_avx512_panels_with_every_remainder(spec: CellSpec, proj: int, threads: int) -> None:
-    # B = 11 rows: a full 8-row tile and a 3-row one; G*H = 160 columns: 10 panels in pairs; R = 24,
-    # H = 40 and FGR's 120: odd panel counts with a masked last panel; on one and on two threads
+@pytest.mark.parametrize("H", [40, 48])
+@pytest.mark.parametrize(
+    "spec,proj,extra",
+    [
+        (CellSpec(peephole=True, full_gate_recurrence=True), 0, False),
+        (CellSpec(), 24, False),
+        (CellSpec(peephole=True, coupled=True), 0, True),
+    ],
+    ids=["peephole+fgr", "projection", "cifg+zoneout+lengths+mask"],
+)
+def test_avx512_panels_with_every_remainder(spec: CellSpec, proj: int, extra: bool, H: int, threads: int) -> None:
+    # B = 11 rows: a full 8-row tile and a 3-row one; panels in pairs and alone, the last one masked
+    # (H = 40); at two threads with H = 48 (3 panels per gate block) the forward splits each step
+    # over the panels of the hidden units
     ext = compiled.extension()
     if not ext.avx512():
         pytest.skip("this CPU has no AVX-512")
     gen = torch.Generator().manual_seed(9)
-    shapes = base.param_shapes(spec, 7, 40, proj, True)
+    shapes = base.param_shapes(spec, 7, H, proj, True)
     w = LayerWeights(**{k: (torch.rand(s, generator=gen) - 0.5) * 0.4 for k, s in shapes.items()})
     x = torch.randn(12, 11, 7, generator=gen)
-    h0, c0 = torch.randn(11, proj or 40, generator=gen), torch.randn(11, 40, generator=gen)
+    h0, c0 = torch.randn(11, proj or H, generator=gen), torch.randn(11, H, generator=gen)
+    options: dict[str, Any] = {"record": True}
+    if extra:
+        options["zoneout_cell"] = (torch.rand(12, 11, H, generator=gen) > 0.5).float()
+        options["zoneout_hidden"] = 0.2
+        options["lengths"] = torch.tensor([12, 3, 7, 1, 12, 9, 2, 12, 5, 6, 11])
+        options["recurrent_mask"] = (torch.rand(11, H, generator=gen) > 0.3).float()
     before = ext.set_gemm("avx512")
     try:
         with _threads(threads):
-            out, out_grads = run(compiled.lstm_layer, spec, w, x, h0, c0, {"record": True})
+            out, out_grads = run(compiled.lstm_layer, spec, w, x, h0, c0, options)
     finally:
         ext.set_gemm(before)
-    ref, ref_grads = run(reference_layer, spec, w, x, h0, c0, {"record": True})
+    ref, ref_grads = run(reference_layer, spec, w, x, h0, c0, options)
     torch.testing.assert_close(out.output, ref.output, atol=1e-5, rtol=1e-5)
+    for name in ref.gates:
+        torch.testing.assert_close(out.gates[name], ref.gates[name], atol=1e-5, rtol=1e-5)
     for got, want in zip(out_grads, ref_grads, strict=True):
         torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
 

@@ -233,7 +233,9 @@ static GemmLib gemm_lib = GemmLib::AUTO;
 #define LSTMKIT_HAVE_AVX512 1
 #include "panel_gemm.h"
 static const bool has_avx512 = panel::cpu_has_avx512();
+constexpr int64_t PANEL_WIDTH = panel::WIDTH;
 #else
+constexpr int64_t PANEL_WIDTH = 16;
 #define LSTMKIT_HAVE_AVX512 0
 static const bool has_avx512 = false;
 #endif
@@ -339,6 +341,17 @@ struct StepGemm {
       cblas_sgemm_pack(ROW_MAJOR, B_MATRIX, TRANS, m, n, k, 1.0f, w.data_ptr<float>(), k,
                        reinterpret_cast<float*>(packed.data_ptr()));
     }
+  }
+
+  // Columns [c0, c1) of a @ W^T into out (m, n): the unit split of the AVX-512 panels, c0 and c1
+  // multiples of PANEL_WIDTH (a no-op elsewhere, where the split never calls it).
+  void columns(const Tensor& a, Tensor& out, int64_t c0, int64_t c1) const {
+#if LSTMKIT_HAVE_AVX512
+    if (lib == GemmLib::PANEL) {
+      panel::gemm_panels(m, a.data_ptr<float>(), k, panels, out.data_ptr<float>(), n, c0 / panel::WIDTH,
+                         c1 / panel::WIDTH);
+    }
+#endif
   }
 
   // a @ W^T for a (m, k) contiguous; written into `out` (m, n), or (oneDNN) a new tensor: use the result.
