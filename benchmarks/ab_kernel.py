@@ -114,7 +114,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--spec", default="peephole", help="lstmkit spec preset timed")
     p.add_argument("--grain", type=int, action="append", default=[], help="add a variant with this grain")
     p.add_argument("--rev", action="append", default=[], help="add the kernel of this git revision")
-    p.add_argument("--gemm", action="append", default=[], choices=["avx512", "onednn", "mkl", "aten"], help="add this GEMM")
+    p.add_argument(
+        "--gemm", action="append", default=[], choices=["avx512", "onednn", "mkl", "aten"], help="add this GEMM"
+    )
     args = p.parse_args(argv)
     assert compiled.is_available(), compiled._state["error"]
     variants = _variants(args, build.build_root() / "ab")

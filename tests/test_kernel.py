@@ -189,7 +189,9 @@ def test_compiled_equals_reference(name: str, dtype: torch.dtype, isa: str) -> N
 
 
 @pytest.mark.parametrize("lib", ["avx512", "onednn", "mkl", "aten"])
-@pytest.mark.parametrize("name", ["fgr+cifg+peephole", "projection+peephole+layernorm", "zoneout+projection+lengths+reverse"])
+@pytest.mark.parametrize(
+    "name", ["fgr+cifg+peephole", "projection+peephole+layernorm", "zoneout+projection+lengths+reverse"]
+)
 def test_every_gemm_library_equals_reference(name: str, lib: str) -> None:
     # every per-step product (W_hh, W_gg, W_hr and their adjoints) and weight gradient, on each library
     ext = compiled.extension()
