@@ -78,7 +78,7 @@ def markdown(result: dict[str, Any]) -> str:
     env = result["environment"]
     lines = [
         f"Run {env['started']} ({'quick' if result['quick'] else 'full'}), torch {env['torch']}, "
-        f"{env['cpus']} CPUs, compiled kernel ISA: {env['kernel_isa']}, load average before/after: "
+        f"{env['cpus']} CPUs, compiled kernel: {env['kernel_isa']}, load average before/after: "
         f"{env['load_before']} / {env['load_after']}, {env['seconds']:.0f} s.",
     ]
     for run in result["runs"]:

@@ -61,6 +61,15 @@ LONG_CONTENDERS = [BASELINE, "lstmkit return_gates", "lstmkit peephole", "lstmki
 SWEEP_CONTENDERS = [BASELINE, "lstmkit peephole"]
 
 
+
+def _kernel_isa(compiled: Any) -> str:
+    """The compiled kernel's loops and whether its AVX-512 panel GEMM runs on this CPU."""
+    if not compiled.is_available():
+        return "unavailable (reference loop)"
+    ext = compiled.extension()
+    panels = getattr(ext, "avx512", lambda: False)()
+    return f"{ext.isa()} loops, {'AVX-512 panel GEMM' if panels else 'no AVX-512 panel GEMM'}"
+
 def time_case(names: list[str], T: int, B: int, H: int, reps: int, layers: int = 1, bi: bool = False) -> dict[str, Any]:
     """Forward and training medians of the named contenders on one shape, with ratios and GFLOP/s."""
     torch.manual_seed(0)
@@ -157,7 +166,7 @@ def execute(quick: bool, out: Path, reps: int | None, threads: int | None, log: 
         "python": platform.python_version(),
         "machine": platform.machine(),
         "cpus": os.cpu_count(),
-        "kernel_isa": compiled.extension().isa() if compiled.is_available() else "unavailable (reference loop)",
+        "kernel_isa": _kernel_isa(compiled),
         "load_before": _load(),
     }
     t_start = time.perf_counter()

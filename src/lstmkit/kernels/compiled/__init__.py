@@ -7,9 +7,11 @@ every tensor of :class:`~lstmkit.LayerWeights`. The work is split as DESIGN.md Â
 - input projection of all T steps in one GEMM (``zx = W_ih x + b_ih + b_hh``; layer-normed first
   under ``layer_norm``), here in Python so autograd gives ``dW_ih = dZ^T X`` in one GEMM too
   (oneDNN GEMMs on CPU float32, see :mod:`.projection`);
-- the recurrence (``csrc/lstm.cpp``): per step one GEMM ``h_{t-1} W_hh^T``, then all gate and
-  state maths fused in one pass over (B, G*H); backward (BPTT) stores gate activations and
-  states, and computes ``dW_hh`` with one GEMM over all steps.
+- the recurrence (``csrc/lstm.cpp``): per step one GEMM ``h_{t-1} W_hh^T`` (lstmkit's AVX-512
+  panel GEMM, oneDNN or MKL, chosen per size and thread count: ``csrc/lstm.cpp``'s GEMMs), then
+  all gate and state maths fused in one pass over (B, G*H); backward (BPTT) stores gate
+  activations and states, and computes ``dW_hh`` with one GEMM over all steps. Without a gradient
+  to compute, the forward keeps no per-step tensors for a backward (``infer``).
 
 The extension is built once per environment on first use (needs a C++ compiler; ``ninja`` is a
 dependency) and imported directly afterwards, see :mod:`.build` (``lstmkit build-kernel`` builds ahead).
