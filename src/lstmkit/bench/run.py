@@ -61,7 +61,6 @@ LONG_CONTENDERS = [BASELINE, "lstmkit return_gates", "lstmkit peephole", "lstmki
 SWEEP_CONTENDERS = [BASELINE, "lstmkit peephole"]
 
 
-
 def _kernel_isa(compiled: Any) -> str:
     """The compiled kernel's loops and whether its AVX-512 panel GEMM runs on this CPU."""
     if not compiled.is_available():
@@ -69,6 +68,7 @@ def _kernel_isa(compiled: Any) -> str:
     ext = compiled.extension()
     panels = getattr(ext, "avx512", lambda: False)()
     return f"{ext.isa()} loops, {'AVX-512 panel GEMM' if panels else 'no AVX-512 panel GEMM'}"
+
 
 def time_case(names: list[str], T: int, B: int, H: int, reps: int, layers: int = 1, bi: bool = False) -> dict[str, Any]:
     """Forward and training medians of the named contenders on one shape, with ratios and GFLOP/s."""
@@ -160,7 +160,7 @@ def execute(quick: bool, out: Path, reps: int | None, threads: int | None, log: 
     from ..kernels import compiled
 
     counts = thread_counts(threads)
-    env = {
+    env: dict[str, Any] = {
         "started": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "torch": torch.__version__,
         "python": platform.python_version(),
