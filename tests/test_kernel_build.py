@@ -137,7 +137,7 @@ def test_real_kernel_loads_in_a_new_process_with_another_path_without_rebuilding
     env = {**os.environ, "PATH": "/usr/bin:/bin"}
     done = _load_in_subprocess("print(build.load().isa())\n", env)
     assert done.returncode == 0, done.stderr + done.stdout
-    assert done.stdout.strip() in ("avx2", "generic") and done.stderr == ""
+    assert done.stdout.strip() in ("avx512", "avx2", "generic") and done.stderr == ""
     assert _mtimes(folder) == before
 
 

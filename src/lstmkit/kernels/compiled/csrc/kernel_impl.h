@@ -1,6 +1,7 @@
-// The forward and backward loops of lstmkit's compiled kernel. lstm.cpp includes this file twice,
-// inside namespace lstmkit::generic (baseline x86-64 code) and inside lstmkit::avx2 (compiled for
-// AVX2 + FMA, chosen at run time only on CPUs that have both); no include guard on purpose.
+// The forward and backward loops of lstmkit's compiled kernel. lstm.cpp includes this file three
+// times, inside namespace lstmkit::generic (baseline x86-64 code), lstmkit::avx2 (compiled for
+// AVX2 + FMA) and lstmkit::avx512 (AVX-512 with 512-bit vectors), the last two chosen at run time
+// only on CPUs that have them; no include guard on purpose.
 // Expects Tensor, CellConfig, Params, Masks, Saved, Activation and LN_EPS from the enclosing file.
 //
 // One step of one batch row is cut into the parts of lstmkit.functional.lstm_step, in its order

@@ -425,32 +425,48 @@ namespace avx2 {
 #include "kernel_impl.h"
 }  // namespace avx2
 #pragma GCC pop_options
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma,prefer-vector-width=512")
+namespace avx512 {
+#include "kernel_impl.h"
+}  // namespace avx512
+#pragma GCC pop_options
 #else
 #define LSTMKIT_HAVE_AVX2 0
 #endif
 
-// The instruction set the loops run with: "avx2" when the CPU has AVX2 and FMA (checked at run
-// time), else "generic"; set_isa("generic") forces the baseline code (tests run both).
+// The instruction set the loops run with: "avx512" (AVX-512 F/VL/BW/DQ, 512-bit vectors) or
+// "avx2" (AVX2 and FMA) when the CPU has it (checked at run time), else "generic"; set_isa forces
+// a lower one (the tests run each the CPU has).
+enum class Isa { GENERIC, AVX2, AVX512 };
+
+bool cpu_has(Isa isa) {
 #if LSTMKIT_HAVE_AVX2
-#define LSTMKIT_ISA_CALL(fn) (use_avx2 ? avx2::fn : generic::fn)
+  __builtin_cpu_init();
+  const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  if (isa == Isa::AVX2) return avx2;
+  if (isa == Isa::AVX512) {
+    return avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+           __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq");
+  }
+#endif
+  return isa == Isa::GENERIC;
+}
+
+static Isa loops_isa = cpu_has(Isa::AVX512) ? Isa::AVX512 : cpu_has(Isa::AVX2) ? Isa::AVX2 : Isa::GENERIC;
+
+#if LSTMKIT_HAVE_AVX2
+#define LSTMKIT_ISA_CALL(fn) \
+  (loops_isa == Isa::AVX512 ? avx512::fn : loops_isa == Isa::AVX2 ? avx2::fn : generic::fn)
 #else
 #define LSTMKIT_ISA_CALL(fn) (generic::fn)
 #endif
-
-static bool use_avx2 = [] {
-#if LSTMKIT_HAVE_AVX2
-  __builtin_cpu_init();
-  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-#else
-  return false;
-#endif
-}();
 
 // a @ b, through oneDNN's matmul for float32 when it is on (any strides: transposed views are not
 // copied), else at::mm; used for the input projection's weight gradient dW = dZ^T X.
 Tensor mm(const Tensor& a, const Tensor& b) { return weight_matmul(a, b); }
 
-std::string isa() { return use_avx2 ? "avx2" : "generic"; }
+std::string isa() { return loops_isa == Isa::AVX512 ? "avx512" : loops_isa == Isa::AVX2 ? "avx2" : "generic"; }
 
 const char* gemm_lib_name(GemmLib lib) {
   switch (lib) {
@@ -482,15 +498,11 @@ std::string step_gemm(int64_t rows, int64_t weights) {
 }
 
 void set_isa(const std::string& name) {
-  TORCH_CHECK(name == "generic" || name == "avx2", "isa must be 'generic' or 'avx2'; got '", name, "'");
-  bool want = name == "avx2";
-#if LSTMKIT_HAVE_AVX2
-  TORCH_CHECK(!want || (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")),
-              "this CPU lacks AVX2/FMA");
-#else
-  TORCH_CHECK(!want, "this build has no AVX2 code");
-#endif
-  use_avx2 = want;
+  TORCH_CHECK(name == "generic" || name == "avx2" || name == "avx512",
+              "isa must be 'generic', 'avx2' or 'avx512'; got '", name, "'");
+  const Isa want = name == "avx512" ? Isa::AVX512 : name == "avx2" ? Isa::AVX2 : Isa::GENERIC;
+  TORCH_CHECK(cpu_has(want), "this CPU or build cannot run the '", name, "' loops");
+  loops_isa = want;
 }
 
 // The boundary: positional arguments from Python are unpacked here, once, into named structs.
@@ -568,8 +580,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("infer", &lstmkit::lstm_infer,
         "forward with no backward to come: hs, cs, acts (cs and acts of every step only when recording)");
   m.def("avx512", [] { return lstmkit::has_avx512; }, "whether this CPU runs the AVX-512 panel GEMM");
-  m.def("isa", &lstmkit::isa, "instruction set of the loops: 'avx2' or 'generic'");
-  m.def("set_isa", &lstmkit::set_isa, "force 'generic' (or back to 'avx2' when the CPU has it)");
+  m.def("isa", &lstmkit::isa, "instruction set of the loops: 'avx512', 'avx2' or 'generic'");
+  m.def("set_isa", &lstmkit::set_isa, "run the loops as 'generic', 'avx2' or 'avx512' (one the CPU has)");
   m.def("set_gemm", &lstmkit::set_gemm,
         "library of the float32 GEMMs: 'auto' (default), 'onednn', 'mkl' or 'aten'; returns the previous choice");
   m.def("step_gemm", &lstmkit::step_gemm, "library a float32 per-step GEMM of this many rows runs with now");
