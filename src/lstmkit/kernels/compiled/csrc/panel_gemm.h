@@ -5,7 +5,7 @@
 // per step spends as long on its own set-up (descriptors, allocation of the result) as on the
 // arithmetic. Here W is packed once per call into panels of 16 columns (panel p holds
 // W[16 p + j][k] at [k * 16 + j], zero past N), and each step runs register tiles of up to
-// 8 rows x 32 columns straight into the caller's buffer, with no allocation.
+// 8 rows x 48 columns straight into the caller's buffer, with no allocation.
 //
 // Included once by lstm.cpp inside namespace lstmkit (x86-64 GCC/Clang builds only, where
 // LSTMKIT_HAVE_AVX512 is 1); <ATen/Parallel.h> and <immintrin.h> first.
@@ -14,6 +14,7 @@ namespace panel {
 
 constexpr int64_t WIDTH = 16;  // floats per panel (one 512-bit register)
 constexpr int ROWS = 8;        // rows per register tile
+constexpr int PANELS = 3;      // panels per register tile: 24 accumulators, 3 weight vectors, 1 broadcast
 
 // W (N, K) packed into ceil(N / 16) panels of K x 16 floats.
 struct PackedWeight {
@@ -24,9 +25,10 @@ struct PackedWeight {
   explicit PackedWeight(const Tensor& weight) {
     const Tensor w = weight.contiguous();
     N = w.size(0), K = w.size(1), panels = (N + WIDTH - 1) / WIDTH;
-    buf = at::zeros({panels * K * WIDTH}, w.options());
+    buf = at::empty({panels * K * WIDTH}, w.options());
     const float* src = w.data_ptr<float>();
     float* dst = buf.data_ptr<float>();
+    if (N % WIDTH != 0) std::fill(dst + (panels - 1) * K * WIDTH, dst + panels * K * WIDTH, 0.0f);  // padding
     for (int64_t p = 0; p < panels; ++p) {
       for (int64_t j = 0; j < WIDTH && p * WIDTH + j < N; ++j) {
         const float* row = src + (p * WIDTH + j) * K;
@@ -83,14 +85,18 @@ __attribute__((target("avx512f"))) inline void gemm_panels(int64_t M, const floa
                                                            const PackedWeight& w, float* c, int64_t ldc, int64_t p0,
                                                            int64_t p1) {
   const int64_t wstride = w.K * WIDTH;
-  for (int64_t p = p0; p < p1; p += 2) {
-    const bool pair = p + 1 < p1;
+  for (int64_t p = p0; p < p1; p += PANELS) {
+    const int64_t np = std::min<int64_t>(PANELS, p1 - p);
     for (int64_t m = 0; m < M; m += ROWS) {
       const int64_t mr = std::min<int64_t>(ROWS, M - m);
-      if (pair) {
-        rows_tile<2>(mr, w.K, a + m * lda, lda, w.panel(p), wstride, c + m * ldc, ldc, p * WIDTH, w.N);
+      const float* ap = a + m * lda;
+      float* cp = c + m * ldc;
+      if (np == 3) {
+        rows_tile<3>(mr, w.K, ap, lda, w.panel(p), wstride, cp, ldc, p * WIDTH, w.N);
+      } else if (np == 2) {
+        rows_tile<2>(mr, w.K, ap, lda, w.panel(p), wstride, cp, ldc, p * WIDTH, w.N);
       } else {
-        rows_tile<1>(mr, w.K, a + m * lda, lda, w.panel(p), wstride, c + m * ldc, ldc, p * WIDTH, w.N);
+        rows_tile<1>(mr, w.K, ap, lda, w.panel(p), wstride, cp, ldc, p * WIDTH, w.N);
       }
     }
   }
@@ -98,11 +104,11 @@ __attribute__((target("avx512f"))) inline void gemm_panels(int64_t M, const floa
 
 // C (M, N) = A (M, K) @ W^T, both contiguous; the panels split over threads when the work is large.
 inline void gemm(int64_t M, const float* a, const PackedWeight& w, float* c) {
-  const int64_t pairs = (w.panels + 1) / 2;
-  const int64_t work = M * w.K * 2 * WIDTH;  // multiply-adds per pair of panels
-  const int64_t grain = std::max<int64_t>(1, (int64_t(1) << 16) / std::max<int64_t>(1, work));
-  at::parallel_for(0, pairs, grain, [&](int64_t q0, int64_t q1) {
-    gemm_panels(M, a, w.K, w, c, w.N, 2 * q0, std::min(2 * q1, w.panels));
+  const int64_t groups = (w.panels + PANELS - 1) / PANELS;
+  const int64_t work = M * w.K * PANELS * WIDTH;  // multiply-adds per group of panels
+  const int64_t grain = std::max<int64_t>(1, (int64_t(1) << 19) / std::max<int64_t>(1, work));
+  at::parallel_for(0, groups, grain, [&](int64_t q0, int64_t q1) {
+    gemm_panels(M, a, w.K, w, c, w.N, PANELS * q0, std::min(PANELS * q1, w.panels));
   });
 }
 
