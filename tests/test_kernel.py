@@ -281,31 +281,6 @@ def test_avx512_panels_with_every_remainder(spec: CellSpec, proj: int, extra: bo
         torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
 
 
-def test_large_step_buffers_on_huge_pages() -> None:
-    # per-call tensors of 2 MiB and more (here acts, dZ: 40 x 64 x 256 floats, 2.6 MB) come from the
-    # kernel's huge-page allocator: same values as the reference, and ordinary tensors to the caller
-    spec = CellSpec(peephole=True)
-    gen = torch.Generator().manual_seed(12)
-    w = make_weights(spec, 0, torch.float32, gen)
-    shapes = base.param_shapes(spec, 8, 64, 0, True)
-    w = LayerWeights(**{k: (torch.rand(s, generator=gen) - 0.5) * 0.4 for k, s in shapes.items()})
-    x = torch.randn(40, 64, 8, generator=gen)
-    h0, c0 = torch.randn(64, 64, generator=gen), torch.randn(64, 64, generator=gen)
-    out, out_grads = run(compiled.lstm_layer, spec, w, x, h0, c0, {"record": True})
-    ref, ref_grads = run(reference_layer, spec, w, x, h0, c0, {"record": True})
-    torch.testing.assert_close(out.output, ref.output, atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(out.gates["forget"], ref.gates["forget"], atol=1e-5, rtol=1e-5)
-    for got, want in zip(out_grads, ref_grads, strict=True):
-        torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
-    with torch.no_grad():
-        res = compiled.lstm_layer(x, h0, c0, w, spec, record=True)
-    gates = res.gates["input"].clone()
-    view = res.gates["input"]
-    view.resize_(41, 64, 256)  # grows the 2.6 MB storage: it behaves like torch's own, resizable
-    assert view.shape == (41, 64, 256) and view.untyped_storage().nbytes() >= 41 * 64 * 256 * 4
-    torch.testing.assert_close(view[:40, :, :64], gates)
-
-
 def test_gemm_library_follows_torch_the_threads_and_the_size() -> None:
     ext = compiled.extension()
     if not torch.backends.mkldnn.is_available():

@@ -74,11 +74,11 @@ std::vector<Tensor> backward_impl(const CellConfig& cf, const Tensor& d_hs, cons
   const bool proj = w.w_hr.defined(), ln = cf.layer_norm, fgr = cf.full_gate_recurrence;
   auto opts = sv.acts.options();
 
-  Tensor dZ = step_buffer({TT, B, GH}, opts);                       // d loss / d z, every step
-  Tensor dRec = ln ? step_buffer({TT, B, GH}, opts) : dZ;           // d loss / d rec (before LN)
-  Tensor dS = fgr ? step_buffer({TT, B, nH}, opts) : Tensor();      // d loss / d z of i, f, o (FGR)
-  Tensor dcout = ln ? step_buffer({TT, B, H}, opts) : Tensor();     // d loss / d (LN(c_t) g_c + b_c)
-  Tensor dHs = proj ? step_buffer({TT, B, R}, opts) : Tensor();     // d loss / d (projected h_t)
+  Tensor dZ = at::empty({TT, B, GH}, opts);                        // d loss / d z, every step
+  Tensor dRec = ln ? at::empty({TT, B, GH}, opts) : dZ;            // d loss / d rec (before LN)
+  Tensor dS = fgr ? at::empty({TT, B, nH}, opts) : Tensor();       // d loss / d z of i, f, o (FGR)
+  Tensor dcout = ln ? at::empty({TT, B, H}, opts) : Tensor();      // d loss / d (LN(c_t) g_c + b_c)
+  Tensor dHs = proj ? at::empty({TT, B, R}, opts) : Tensor();      // d loss / d (projected h_t)
   Tensor dhp = proj ? at::empty({B, H}, opts) : Tensor();          // d loss / d h_cell
   Tensor dh = at::zeros({B, R}, opts);                             // carried d loss / d h_t
   Tensor dc = at::zeros({B, H}, opts);                             // carried d loss / d c_t

@@ -189,21 +189,21 @@ Saved forward_impl(const CellConfig& cf, const Tensor& zx, const Tensor& h0, con
   auto slot_g = [&](int64_t t) { return keep.save ? t : t % 2; };
 
   Saved sv;
-  sv.hs = step_buffer({TT + 1, B, R}, opts);
-  sv.cs = step_buffer({TC, B, H}, opts);
+  sv.hs = at::empty({TT + 1, B, R}, opts);
+  sv.cs = at::empty({TC, B, H}, opts);
   sv.hs[0].copy_(h0);
   sv.cs[0].copy_(c0);
-  sv.acts = step_buffer({TA, B, GH}, opts);
-  sv.cell_out = step_buffer({TS, B, H}, opts);
-  if (zone_c) sv.c_step = step_buffer({TS, B, H}, opts);
-  if (proj) sv.h_cell = step_buffer({TS, B, H}, opts);
+  sv.acts = at::empty({TA, B, GH}, opts);
+  sv.cell_out = at::empty({TS, B, H}, opts);
+  if (zone_c) sv.c_step = at::empty({TS, B, H}, opts);
+  if (proj) sv.h_cell = at::empty({TS, B, H}, opts);
   if (ln) {
-    sv.rec_hat = step_buffer({TS, B, GH}, opts);
+    sv.rec_hat = at::empty({TS, B, GH}, opts);
     sv.rstd_rec = at::empty({TS, B}, opts);
-    sv.c_hat = step_buffer({TS, B, H}, opts);
+    sv.c_hat = at::empty({TS, B, H}, opts);
     sv.rstd_cell = at::empty({TS, B}, opts);
   }
-  if (fgr) sv.prev_gates = step_buffer({TG, B, nH}, opts).zero_();
+  if (fgr) sv.prev_gates = at::zeros({TG, B, nH}, opts);
   Tensor rec = at::empty({B, GH}, opts);                                   // h_{t-1} W_hh^T
   Tensor fg = fgr ? at::empty({B, nH}, opts) : Tensor();                   // gates_{t-1} W_gg^T
   Tensor hin = mk.rec_mask.defined() ? at::empty({B, R}, opts) : Tensor();  // h_{t-1} * recurrent_mask

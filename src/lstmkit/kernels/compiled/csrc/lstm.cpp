@@ -22,9 +22,7 @@
 #include <torch/extension.h>
 
 #include <ATen/Parallel.h>
-#include <ATen/EmptyTensor.h>
 #include <ATen/core/dispatch/Dispatcher.h>
-#include <sys/mman.h>
 
 #if defined(__GNUC__) && defined(__x86_64__)
 #include <immintrin.h>
@@ -211,41 +209,6 @@ struct Keep {
 
 // The gradients backward returns, in this order.
 enum BackwardSlot { D_ZX, D_H0, D_C0, D_W_HH, D_W_HR, D_W_CH, D_W_GG, D_LN_HH, D_LN_CW, D_LN_CB, NUM_GRADS };
-
-// ---------------------------------------------------------------------- per-call buffers
-// The kernel's per-step tensors (states, gate activations, their adjoints) are fresh memory on every
-// call; in pieces of megabytes the kernel's page faults on first touch cost more than the writes
-// (recorded gates at B = 64, H = 512: 26 ms of a 180 ms forward). From HUGE_PAGE bytes on they are
-// allocated 2 MiB-aligned and advised for transparent huge pages (madvise; a no-op where the system
-// has them off), which is what torch's own allocator does under THP_MEM_ALLOC_ENABLE=1.
-constexpr size_t HUGE_PAGE = size_t(2) << 20;
-
-struct HugePageAllocator final : c10::Allocator {
-  static void release(void* p) { std::free(p); }
-  c10::DataPtr allocate(size_t n) override {
-    void* p = nullptr;
-    const size_t bytes = std::max<size_t>(HUGE_PAGE, (n + HUGE_PAGE - 1) / HUGE_PAGE * HUGE_PAGE);
-    TORCH_CHECK(posix_memalign(&p, HUGE_PAGE, bytes) == 0, "lstmkit kernel: out of memory allocating ", n, " bytes");
-#ifdef MADV_HUGEPAGE
-    madvise(p, bytes, MADV_HUGEPAGE);
-#endif
-    return {p, p, &release, c10::Device(c10::DeviceType::CPU)};
-  }
-  c10::DeleterFnPtr raw_deleter() const override { return &release; }
-  void copy_data(void* dest, const void* src, std::size_t count) const override {
-    default_copy_data(dest, src, count);
-  }
-};
-
-// at::empty(shape, opts) for a CPU tensor, on huge pages from HUGE_PAGE bytes on.
-inline Tensor step_buffer(at::IntArrayRef shape, const at::TensorOptions& opts) {
-  static HugePageAllocator allocator;
-  int64_t numel = 1;
-  for (int64_t d : shape) numel *= d;
-  if (size_t(numel) * c10::elementSize(opts.dtype().toScalarType()) < HUGE_PAGE) return at::empty(shape, opts);
-  return at::detail::empty_generic(shape, &allocator, c10::DispatchKeySet(c10::DispatchKey::CPU),
-                                   opts.dtype().toScalarType(), std::nullopt);
-}
 
 // ---------------------------------------------------------------------- GEMMs
 // Which library runs the kernel's float32 GEMMs (float64 always runs at::mm):
