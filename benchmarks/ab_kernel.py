@@ -34,6 +34,30 @@ from lstmkit.kernels import compiled
 from lstmkit.kernels.compiled import build
 
 
+class _OlderKernel:
+    """A kernel built from an older revision, given the entry points today's Python side calls and it
+    may lack: ``infer`` (its training-mode forward, keeping every step), ``mm`` (torch's) and
+    ``set_gemm`` (nothing to switch). Everything it has is its own."""
+
+    def __init__(self, ext: Any) -> None:
+        self._ext = ext
+
+    def __getattr__(self, name: str) -> Any:
+        if hasattr(self._ext, name):
+            return getattr(self._ext, name)
+        return object.__getattribute__(self, "_missing_" + name)
+
+    def _missing_infer(self, *args: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        out = self._ext.forward(*args[:-1])  # without ``record``: the forward returns every step anyway
+        return out[0], out[1], out[2]
+
+    def _missing_mm(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return a.mm(b)
+
+    def _missing_set_gemm(self, name: str) -> str:
+        return "auto"
+
+
 def _variants(args: argparse.Namespace, tmp: Path) -> dict[str, tuple[Any, str]]:
     """name -> (extension module, GEMM library). Variants build under ``<build root>/ab`` (once each)."""
     current = build.load()
@@ -59,7 +83,7 @@ def _variants(args: argparse.Namespace, tmp: Path) -> dict[str, tuple[Any, str]]
             (folder,),
             what=f"the kernel of {rev}",
         )
-        out[f"rev={rev}"] = (build.load(ext, root=tmp), "auto")
+        out[f"rev={rev}"] = (_OlderKernel(build.load(ext, root=tmp)), "auto")
     return out
 
 
@@ -67,8 +91,7 @@ def _steps(model: torch.nn.Module, x: torch.Tensor, ext: Any = None, gemm: str =
     def use() -> None:
         if ext is not None:
             compiled._state["ext"] = ext
-            if hasattr(ext, "set_gemm"):  # kernels of older revisions lack the switch
-                ext.set_gemm(gemm)
+            ext.set_gemm(gemm)
 
     def train() -> None:
         use()

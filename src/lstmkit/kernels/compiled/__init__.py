@@ -122,49 +122,12 @@ class _Recurrence(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(
-        ctx: Any,
-        options: tuple[list[int], float, float, float],
-        zx: Tensor,
-        h0: Tensor,
-        c0: Tensor,
-        w_hh: Tensor,
-        w_hr: Tensor | None,
-        w_ch: Tensor | None,
-        w_gg: Tensor | None,
-        ln_hh: Tensor | None,
-        ln_cw: Tensor | None,
-        ln_cb: Tensor | None,
-        rec_mask: Tensor | None,
-        zc_mask: Tensor | None,
-        zh_mask: Tensor | None,
-        lengths: Tensor | None,
-    ) -> tuple[Tensor, Tensor, Tensor]:
-        cfg, clip, zc, zh = options
-        ext = extension()
-        out = ext.forward(
-            zx,
-            h0,
-            c0,
-            w_hh,
-            w_hr,
-            w_ch,
-            w_gg,
-            ln_hh,
-            ln_cw,
-            ln_cb,
-            rec_mask,
-            zc_mask,
-            zh_mask,
-            lengths,
-            cfg,
-            clip,
-            zc,
-            zh,
-        )
+    def forward(ctx: Any, options: tuple[list[int], float, float, float], *tensors: Tensor | None) -> Any:
+        # tensors: zx, h0, c0, w_hh, w_hr, w_ch, w_gg, ln_hh, ln_cw, ln_cb, rec_mask, zc_mask, zh_mask, lengths
+        out = extension().forward(*tensors, *options)
         ctx.options = options
         ctx.set_materialize_grads(False)
-        ctx.save_for_backward(*out, w_hh, w_hr, w_ch, w_gg, ln_hh, ln_cw, rec_mask, zc_mask, zh_mask, lengths)
+        ctx.save_for_backward(*out, *tensors[3:9], *tensors[10:])  # every tensor but zx, h0, c0 and ln_cb
         return out[0], out[1], out[2]
 
     @staticmethod
@@ -173,24 +136,8 @@ class _Recurrence(torch.autograd.Function):
         cfg, clip, zc, zh = ctx.options
         saved = ctx.saved_tensors
         grads = extension().backward(d_hs, d_cs, d_acts, list(saved[:11]), *saved[11:], cfg, clip, zc, zh)
-        d_zx, d_h0, d_c0, d_w_hh, d_w_hr, d_w_ch, d_w_gg, d_ln_hh, d_ln_cw, d_ln_cb = grads
-        return (
-            None,
-            d_zx,
-            d_h0,
-            d_c0,
-            d_w_hh,
-            d_w_hr,
-            d_w_ch,
-            d_w_gg,
-            d_ln_hh,
-            d_ln_cw,
-            d_ln_cb,
-            None,
-            None,
-            None,
-            None,
-        )
+        # d zx, h0, c0, w_hh, w_hr, w_ch, w_gg, ln_hh, ln_cw, ln_cb; nothing for options, masks and lengths
+        return (None, *grads, None, None, None, None)
 
 
 def _expect(name: str, t: Tensor | None, shape: tuple[int, ...]) -> None:
@@ -338,13 +285,12 @@ def lstm_layer(
         zh_mask,
         lengths,
     )
-    infer = getattr(extension(), "infer", None)  # absent from kernels of older revisions (benchmarks.ab_kernel)
     if capturing:
         hs, cs, acts = ops.apply(options, *tensors)
-    elif infer is None or (torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)):
+    elif torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors):
         hs, cs, acts = _Recurrence.apply(options, *tensors)
     else:  # no backward to come: nothing is kept for one (memory flat in T but for the output)
-        hs, cs, acts = infer(*tensors, *options, record)
+        hs, cs, acts = extension().infer(*tensors, *options, record)
 
     valid = None
     if lengths is not None:

@@ -59,13 +59,10 @@ def _mm(a: Tensor, b_t: Tensor) -> Tensor:
 
 def _weight_grad(dz: Tensor, x: Tensor) -> Tensor:
     """``dz^T x`` (O, I) for dz (N, O), x (N, I): the compiled kernel's oneDNN matmul reads the
-    transposed views in place; without it, oneDNN's linear on contiguous copies."""
-    from . import _state  # the kernel module that runs this projection: its extension is loaded
+    transposed views in place."""
+    from . import extension  # the kernel module that runs this projection: its extension is loaded
 
-    mm = getattr(_state["ext"], "mm", None)  # absent from kernels of older revisions (benchmarks.ab_kernel)
-    if mm is not None:
-        return mm(dz.t(), x)
-    return _mm(dz.t(), x.t())
+    return extension().mm(dz.t(), x)
 
 
 class _OneDnnLinear(torch.autograd.Function):
