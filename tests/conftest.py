@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 
 
@@ -12,3 +14,17 @@ def compiled_kernel() -> object:
 
     assert compiled.is_available(), compiled._state["error"]
     return compiled.extension()
+
+
+@pytest.fixture(scope="module")
+def triton_interpreter() -> Iterator[None]:
+    """Triton's interpreter for a module's tests when there is no GPU (set before the kernels are
+    first imported, which happens lazily inside the tests), undone afterwards. Modules that run
+    Triton kernels use it for every test: ``pytestmark = pytest.mark.usefixtures("triton_interpreter")``."""
+    import torch
+
+    patch = pytest.MonkeyPatch()
+    if not torch.cuda.is_available():
+        patch.setenv("TRITON_INTERPRET", "1")
+    yield
+    patch.undo()

@@ -6,7 +6,6 @@ by a fixture); with one, the same tests run them on CUDA.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -21,15 +20,7 @@ from lstmkit.spec import PRESETS, CellSpec
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _interpreter() -> Iterator[None]:
-    """Triton's interpreter for this module's tests when there is no GPU (set before the kernels are
-    first imported, which happens lazily inside the tests), undone afterwards."""
-    patch = pytest.MonkeyPatch()
-    if not torch.cuda.is_available():
-        patch.setenv("TRITON_INTERPRET", "1")
-    yield
-    patch.undo()
+pytestmark = pytest.mark.usefixtures("triton_interpreter")
 
 
 T, B, I, H, P = 4, 3, 3, 4, 2

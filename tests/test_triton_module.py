@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 
 import pytest
 import torch
@@ -26,15 +25,7 @@ from lstmkit.spec import CellSpec
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _interpreter() -> Iterator[None]:
-    """Triton's interpreter for this module's tests when there is no GPU (set before the kernels are
-    first imported, which happens lazily inside the tests), undone afterwards."""
-    patch = pytest.MonkeyPatch()
-    if not torch.cuda.is_available():
-        patch.setenv("TRITON_INTERPRET", "1")
-    yield
-    patch.undo()
+pytestmark = pytest.mark.usefixtures("triton_interpreter")
 
 
 T, B, I, H = 4, 2, 3, 4

@@ -4,8 +4,6 @@ when no GPU is present."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 import torch
 
@@ -14,15 +12,7 @@ from lstmkit.spec import CellSpec
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _interpreter() -> Iterator[None]:
-    """Triton's interpreter for this module's tests when there is no GPU (set before the kernels are
-    first imported, which happens lazily inside the tests), undone afterwards."""
-    patch = pytest.MonkeyPatch()
-    if not torch.cuda.is_available():
-        patch.setenv("TRITON_INTERPRET", "1")
-    yield
-    patch.undo()
+pytestmark = pytest.mark.usefixtures("triton_interpreter")
 
 
 def test_plan_round_trips_through_its_string() -> None:
