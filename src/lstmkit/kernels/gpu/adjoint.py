@@ -22,7 +22,7 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from .pointwise import activation, activation_grad, row_sum
+from .pointwise import activation, activation_grad, row_start, row_sum
 
 
 @triton.jit
@@ -55,14 +55,7 @@ def step_backward(
 ):  # fmt: skip
     """Backward of one step for batch row ``program_id(0)``. ``dout`` is dm (B, H) with a projection
     (hidden zoneout and padding already applied by the caller), else the carried dh (B, H)."""
-    b = tl.program_id(0)
-    cols = tl.arange(0, BLOCK_H)
-    clip = tl.load(scalars_ptr).to(CDT)  # scalars in the compute dtype (a float argument would be float32)
-    zc_keep = tl.load(scalars_ptr + 1).to(CDT)
-    zh_keep = tl.load(scalars_ptr + 2).to(CDT)
-    eps = tl.load(scalars_ptr + 3).to(CDT)
-    mask = cols < H
-    row = b * G * H
+    b, cols, mask, row, clip, zc_keep, zh_keep, eps = row_start(scalars_ptr, H, G, CDT, BLOCK_H)
     v = 1.0
     if PADDED:
         v = tl.where(tl.load(valid_ptr + b) != 0, 1.0, 0.0)

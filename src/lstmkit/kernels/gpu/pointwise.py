@@ -97,6 +97,20 @@ def row_stats(ptr, N, H, G: tl.constexpr, cols, mask, eps, CDT: tl.constexpr):
 
 
 @triton.jit
+def row_start(scalars_ptr, H, G: tl.constexpr, CDT: tl.constexpr, BLOCK_H: tl.constexpr):
+    """What a step kernel (forward or backward) starts from: its batch row ``program_id(0)``, the
+    unit columns and their mask, the row's offset into (B, G*H), and the scalars clip, zoneout keep of
+    c and h and layer-norm eps in the compute dtype (a float argument would be float32)."""
+    b = tl.program_id(0)
+    cols = tl.arange(0, BLOCK_H)
+    clip = tl.load(scalars_ptr).to(CDT)
+    zc_keep = tl.load(scalars_ptr + 1).to(CDT)
+    zh_keep = tl.load(scalars_ptr + 2).to(CDT)
+    eps = tl.load(scalars_ptr + 3).to(CDT)
+    return b, cols, cols < H, b * G * H, clip, zc_keep, zh_keep, eps
+
+
+@triton.jit
 def pre_activation(
     zx_ptr, rec_ptr, rec_hat_ptr, ln_hh_ptr, row, k, H, cols, mask, mean, rstd,
     LAYER_NORM: tl.constexpr, CDT: tl.constexpr,
@@ -137,14 +151,7 @@ def step_forward(
 ):  # fmt: skip
     """One step for batch row ``program_id(0)``; see the module docstring. ZC_MODE/ZH_MODE: 0 no
     zoneout, 1 a (B, H) keep mask, 2 the keep probability (evaluation expectation)."""
-    b = tl.program_id(0)
-    cols = tl.arange(0, BLOCK_H)
-    clip = tl.load(scalars_ptr).to(CDT)  # scalars in the compute dtype (a float argument would be float32)
-    zc_keep = tl.load(scalars_ptr + 1).to(CDT)
-    zh_keep = tl.load(scalars_ptr + 2).to(CDT)
-    eps = tl.load(scalars_ptr + 3).to(CDT)
-    mask = cols < H
-    row = b * G * H
+    b, cols, mask, row, clip, zc_keep, zh_keep, eps = row_start(scalars_ptr, H, G, CDT, BLOCK_H)
     mean = 0.0
     rstd = 1.0
     if LAYER_NORM:
