@@ -459,6 +459,8 @@ def test_shape_errors_name_expected_and_actual() -> None:
     h0 = torch.zeros(B, H, dtype=torch.float64)
     with pytest.raises(ValueError, match=r"weight_ch must have shape \(15,\); got \(10,\)"):
         compiled.lstm_layer(x, h0, h0, w._replace(weight_ch=w.weight_ch[:10]), spec)
+    with pytest.raises(ValueError, match=r"weight_ch of shape \(15,\) is required by this spec; got None"):
+        compiled.lstm_layer(x, h0, h0, w._replace(weight_ch=None), spec)  # the check the GPU kernel shares
     with pytest.raises(ValueError, match=r"lengths must have shape \(3,\); got \(2,\)"):
         compiled.lstm_layer(x, h0, h0, w, spec, lengths=torch.tensor([2, 1]))
     with pytest.raises(ValueError, match="zoneout_cell must broadcast"):

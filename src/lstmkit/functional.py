@@ -172,6 +172,42 @@ def reverse_padded(x: Tensor, lengths: Tensor | None) -> Tensor:
     return x.gather(0, idx.unsqueeze(-1).expand_as(x))
 
 
+def expect_shape(name: str, t: Tensor | None, shape: tuple[int, ...]) -> None:
+    """``t`` must be given and of ``shape``; else a ValueError naming it, the shape expected and the one that came."""
+    if t is None:
+        raise ValueError(f"{name} of shape {shape} is required by this spec; got None")
+    if tuple(t.shape) != shape:
+        raise ValueError(f"{name} must have shape {shape}; got {tuple(t.shape)}")
+
+
+def check_layer_shapes(x: Tensor, h0: Tensor, c0: Tensor, w: LayerWeights, spec: CellSpec) -> None:
+    """For x (T, B, I): h0 (B, R), c0 (B, H) and every parameter ``spec`` needs, of its shape (a
+    ValueError naming the tensor, the shape expected and the one that came). The kernels check this
+    before running; the reference loop meets the same shapes in its own arithmetic."""
+    B, I = x.shape[1], x.shape[2]
+    H, R, G, n = c0.shape[-1], h0.shape[-1], spec.num_gates, len(spec.sigmoid_gates)
+    expect_shape("h0", h0, (B, R))
+    expect_shape("c0", c0, (B, H))
+    expect_shape("weight_ih", w.weight_ih, (G * H, I))
+    expect_shape("weight_hh", w.weight_hh, (G * H, R))
+    if w.weight_hr is not None:
+        expect_shape("weight_hr", w.weight_hr, (R, H))
+    elif R != H:
+        raise ValueError(f"h0 has size {R} but c0 has {H}: a projection needs weight_hr of shape ({R}, {H})")
+    if spec.peephole:
+        expect_shape("weight_ch", w.weight_ch, (n * H,))
+    if spec.full_gate_recurrence:
+        expect_shape("weight_gg", w.weight_gg, (n * H, n * H))
+    if spec.layer_norm:
+        for name, size in {
+            "ln_ih_weight": G * H,
+            "ln_hh_weight": G * H,
+            "ln_cell_weight": H,
+            "ln_cell_bias": H,
+        }.items():
+            expect_shape(name, getattr(w, name), (size,))
+
+
 def check_lengths(lengths: Tensor | None, T: int, B: int) -> None:
     """``lengths`` must be None or a (B,) integer tensor with every value in [0, T].
 

@@ -41,7 +41,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from ...functional import LN_EPS, LayerResult, LayerWeights, check_lengths, reverse_padded
+from ...functional import LN_EPS, LayerResult, LayerWeights, check_layer_shapes, check_lengths, reverse_padded
 from ...functional import lstm_layer as reference_layer
 from ...spec import CellSpec
 from . import build, ops
@@ -140,11 +140,6 @@ class _Recurrence(torch.autograd.Function):
         return (None, *grads, None, None, None, None)
 
 
-def _expect(name: str, t: Tensor | None, shape: tuple[int, ...]) -> None:
-    if t is not None and tuple(t.shape) != shape:
-        raise ValueError(f"{name} must have shape {shape}; got {tuple(t.shape)}")
-
-
 def _mask(name: str, value: Tensor | float | None, shape: tuple[int, ...], like: Tensor) -> Tensor | None:
     """A per-step mask as a contiguous tensor of ``like``'s dtype (broadcast to ``shape``)."""
     if not isinstance(value, Tensor):
@@ -226,23 +221,7 @@ def lstm_layer(
 
     T, B = x.shape[0], x.shape[1]
     H, R, G = c0.shape[-1], h0.shape[-1], spec.num_gates
-    n = len(spec.sigmoid_gates)
-    _expect("h0", h0, (B, R))
-    _expect("c0", c0, (B, H))
-    _expect("weight_ih", w.weight_ih, (G * H, x.shape[2]))
-    _expect("weight_hh", w.weight_hh, (G * H, R))
-    if w.weight_hr is not None:
-        _expect("weight_hr", w.weight_hr, (R, H))
-    elif R != H:
-        raise ValueError(f"h0 has size {R} but c0 has {H}: a projection needs weight_hr of shape ({R}, {H})")
-    if spec.peephole:
-        _expect("weight_ch", w.weight_ch, (n * H,))
-    if spec.full_gate_recurrence:
-        _expect("weight_gg", w.weight_gg, (n * H, n * H))
-    if spec.layer_norm:
-        sizes = {"ln_ih_weight": G * H, "ln_hh_weight": G * H, "ln_cell_weight": H, "ln_cell_bias": H}
-        for name, size in sizes.items():
-            _expect(name, getattr(w, name), (size,))
+    check_layer_shapes(x, h0, c0, w, spec)
     check_lengths(lengths, T, B)
     if lengths is not None:
         lengths = lengths.to(device="cpu", dtype=torch.int64)

@@ -8,20 +8,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ...functional import LN_EPS, LayerResult, LayerWeights, reverse_padded
+from ...functional import LN_EPS, LayerResult, LayerWeights, check_layer_shapes, expect_shape, reverse_padded
 from ...functional import lstm_layer as reference_layer
 from ...spec import CellSpec
 from .op import recurrence
 from .plan import Plan, compute_dtype
 
 DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
-
-
-def _expect(name: str, t: Tensor | None, shape: tuple[int, ...]) -> None:
-    if t is None:
-        raise ValueError(f"{name} of shape {shape} is required by this spec; got None")
-    if tuple(t.shape) != shape:
-        raise ValueError(f"{name} must have shape {shape}; got {tuple(t.shape)}")
 
 
 def _mask(name: str, value: Tensor | float | None, shape: tuple[int, ...], like: Tensor) -> Tensor | None:
@@ -40,26 +33,10 @@ def check(x: Tensor, h0: Tensor, c0: Tensor, w: LayerWeights, spec: CellSpec, le
         raise ValueError(f"x must be (T, B, I); got shape {tuple(x.shape)}")
     if x.dtype not in DTYPES:
         raise TypeError(f"x must have a dtype in {DTYPES}; got {x.dtype}")
-    B, I = x.shape[1], x.shape[2]
-    H, R, G, n = c0.shape[-1], h0.shape[-1], spec.num_gates, len(spec.sigmoid_gates)
-    _expect("h0", h0, (B, R))
-    _expect("c0", c0, (B, H))
-    _expect("weight_ih", w.weight_ih, (G * H, I))
-    _expect("weight_hh", w.weight_hh, (G * H, R))
-    if w.weight_hr is not None:
-        _expect("weight_hr", w.weight_hr, (R, H))
-    elif R != H:
-        raise ValueError(f"h0 has size {R} but c0 has {H}: a projection needs weight_hr of shape ({R}, {H})")
-    if spec.peephole:
-        _expect("weight_ch", w.weight_ch, (n * H,))
-    if spec.full_gate_recurrence:
-        _expect("weight_gg", w.weight_gg, (n * H, n * H))
-    if spec.layer_norm:
-        for name, size in {"ln_ih_weight": G * H, "ln_hh_weight": G * H, "ln_cell_weight": H}.items():
-            _expect(name, getattr(w, name), (size,))
-        _expect("ln_cell_bias", w.ln_cell_bias, (H,))
+    check_layer_shapes(x, h0, c0, w, spec)
+    B = x.shape[1]
     if lengths is not None:
-        _expect("lengths", lengths, (B,))
+        expect_shape("lengths", lengths, (B,))
     for name, t in (("h0", h0), *w._asdict().items()):
         if t is not None and t.dtype != x.dtype:
             raise TypeError(f"{name} must have x's dtype {x.dtype}; got {t.dtype}")
