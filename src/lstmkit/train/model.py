@@ -86,15 +86,7 @@ class SequenceModel(nn.Module):
         """Prediction per the readout; see the class docstring for shapes. ``lengths`` None means
         every sequence has all T steps."""
         c = self.config
-        if c.vocab_size is not None:
-            if inputs.dim() != 2 or inputs.dtype != torch.int64:
-                raise ValueError(f"token inputs must be (B, T) int64; got {tuple(inputs.shape)} {inputs.dtype}")
-            assert self.embedding is not None  # built whenever vocab_size is set
-            x = self.embedding(inputs)  # (B, T, E)
-        else:
-            if inputs.dim() != 3 or inputs.shape[-1] != c.input_size:
-                raise ValueError(f"inputs must be (B, T, {c.input_size}); got {tuple(inputs.shape)}")
-            x = inputs
+        x = self._embed(inputs)  # (B, T, E or I)
         B, T = x.shape[0], x.shape[1]
         if lengths is None:
             lengths = torch.full((B,), T, dtype=torch.int64, device=x.device)
@@ -121,6 +113,63 @@ class SequenceModel(nn.Module):
             return self.head(out[:, -1])
         index = (lengths - 1).clamp(min=0).view(B, 1, 1).expand(B, 1, out.shape[2])
         return self.head(out.gather(1, index).squeeze(1))  # (B, R) at each last valid step
+
+    def forward_state(
+        self, inputs: Tensor, state: tuple[Tensor, ...] | None = None
+    ) -> tuple[Tensor, tuple[Tensor, ...]]:
+        r"""The head at every step and the core's state after the last one, for streaming.
+
+        .. math::
+            (y_1 \dots y_T),\ s_T = \mathrm{core}(e_1 \dots e_T;\ s_0) \qquad \hat{z}_t = W y_t + b
+
+        ``state`` is None (zeros) or the tuple an earlier call returned, so that calling this on
+        consecutive chunks of a sequence, carrying the state, gives exactly what one call on the
+        whole sequence gives. The head is applied at every step whatever ``config.readout`` says:
+        for a "last" readout, step t of the result is what :meth:`forward` predicts for the
+        sequence cut after step t. The state is the core's own: ``(h_n, c_n)`` for the LSTM (plus
+        the extra elements some specs carry), ``(h_n,)`` for ``torch.nn.GRU``/``RNN``; every
+        tensor in it has the batch on dim 1. Bidirectional models cannot stream (ValueError).
+
+        Shapes: inputs (B, T, I) float or (B, T) int64 tokens; returns (B, T, O) and a tuple of
+        tensors shaped (L, B, ·).
+
+        Example::
+
+            >>> model = SequenceModel(ModelConfig(input_size=2, output_size=1, hidden=16))
+            >>> x = torch.randn(4, 10, 2)
+            >>> y1, s = model.forward_state(x[:, :6])
+            >>> y2, s = model.forward_state(x[:, 6:], s)
+            >>> torch.allclose(torch.cat([y1, y2], 1)[:, -1], model(x), atol=1e-6)
+            True
+        """
+        c = self.config
+        if c.bidirectional:
+            raise ValueError(
+                "a bidirectional model cannot stream (the reverse direction needs the whole sequence); "
+                "expected bidirectional=False, got True"
+            )
+        x = self._embed(inputs)  # (B, T, E or I)
+        if c.baseline == "lstm":
+            out, new_state = self.lstm(x, None if state is None else tuple(state))
+            return self.head(out), tuple(new_state)
+        if state is not None and len(state) != 1:
+            raise ValueError(
+                f"a torch.nn.{c.baseline.upper()} core's state is a 1-tuple (h,); got {len(state)} tensors"
+            )
+        out, h_n = self.lstm(x, None if state is None else state[0])
+        return self.head(out), (h_n,)
+
+    def _embed(self, inputs: Tensor) -> Tensor:
+        """The core's input: embedded tokens (B, T) int64 -> (B, T, E), or checked floats (B, T, I)."""
+        c = self.config
+        if c.vocab_size is not None:
+            if inputs.dim() != 2 or inputs.dtype != torch.int64:
+                raise ValueError(f"token inputs must be (B, T) int64; got {tuple(inputs.shape)} {inputs.dtype}")
+            assert self.embedding is not None  # built whenever vocab_size is set
+            return self.embedding(inputs)  # (B, T, E)
+        if inputs.dim() != 3 or inputs.shape[-1] != c.input_size:
+            raise ValueError(f"inputs must be (B, T, {c.input_size}); got {tuple(inputs.shape)}")
+        return inputs
 
 
 def build_model(config: ModelConfig, seed: int = 0) -> SequenceModel:
