@@ -23,6 +23,7 @@ import pytest
 import torch
 
 from lstmkit.train.checkpoint import CHECKPOINT, CONFIG, METRICS, read_checkpoint, read_state
+from lstmkit.train.curves import read_metrics
 
 TINY = [
     "adding",
@@ -267,11 +268,14 @@ def _run_main(main: Any, argv: list[str]) -> tuple[int, str]:
 # ------------------------------------------------------------------ full disk, read-only
 def test_injected_enospc_gives_one_line_and_the_run_resumes(cli: Forker, reference: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"
-    for fault in ("checkpoint.safetensors.tmp@2:enospc", "metrics.jsonl.append@3:enospc", "metrics.jsonl.tmp@1:enospc"):
+    for fault in ("checkpoint.safetensors.tmp@2:enospc", "metrics.jsonl.tmp@1:enospc", "metrics.jsonl.append@3:enospc"):
         code, log = continue_run(cli, run, fault)
         assert code == 2, log
-        assert_one_line(log, "cannot write the run", "No space left on device", "--resume")
+        name = fault.split(".tmp")[0].split(".append")[0]
+        assert_one_line(log, f"cannot write {run / name}: No space left on device", "--resume")
         assert temporaries(run) == []
+        text = (run / METRICS).read_text()
+        assert text.endswith("\n") and read_metrics(run / METRICS) != []  # no torn line left behind
     code, log = continue_run(cli, run)
     assert code == 0, log
     assert_bitwise_equal(run, reference)

@@ -52,7 +52,7 @@ def fault_point(name: str) -> None:
         elif action == "stop":
             os.kill(os.getpid(), signal.SIGSTOP)
         elif action == "enospc":
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), name)
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))  # as a write says it; callers name the file
         else:
             raise ValueError(f"{FAULT_ENV}: unknown action {action!r} in {item!r}; expected kill, sigint, enospc, stop")
 
@@ -106,7 +106,7 @@ def atomic_write(path: str | os.PathLike[str], data: bytes | str) -> None:
     except BaseException as err:
         if os.path.exists(tmp):
             os.unlink(tmp)
-        if isinstance(err, OSError) and err.filename == tmp:
+        if isinstance(err, OSError) and err.filename in (tmp, None):  # a write or fsync names no file
             raise OSError(err.errno, err.strerror, str(path)) from None
         raise
     fault_point(f"{path.name}.renamed")
@@ -114,20 +114,67 @@ def atomic_write(path: str | os.PathLike[str], data: bytes | str) -> None:
 
 
 def append_line(path: str | os.PathLike[str], line: str) -> None:
-    """Append one text line (newline added) and flush it to disk; fault point ``<name>.append``
-    fires after half of the line is written (a torn line, as a full disk or a kill leaves)."""
+    """Append one text line (newline added) and ``fsync`` it: the whole line or nothing.
+
+    When any part of the append fails (a full disk in ``write`` or ``fsync``, a Ctrl-C), the file
+    is cut back to its size before the call (a file this call created is removed), so readers never
+    see a torn line, and the ``OSError`` names ``path``. Only a kill in the middle can leave a torn
+    line. Fault point ``<name>.append`` fires after half of the line is written.
+
+    Example::
+
+        >>> append_line("/tmp/m.jsonl", '{"step": 1}')   # doctest: +SKIP
+    """
     path = Path(path)
     data = (line + "\n").encode()
-    with open(path, "ab") as f:
-        if os.environ.get(FAULT_ENV):
-            f.write(data[: len(data) // 2])
-            f.flush()
-            fault_point(f"{path.name}.append")
-            f.write(data[len(data) // 2 :])
+    try:
+        fd, created = _open_for_append(path)
+    except OSError as err:
+        raise OSError(err.errno, err.strerror, str(path)) from None
+    try:
+        size = os.fstat(fd).st_size
+        try:
+            half = len(data) // 2 if os.environ.get(FAULT_ENV) else 0
+            _write_all(fd, data[:half])
+            if half:
+                fault_point(f"{path.name}.append")
+            _write_all(fd, data[half:])
+            os.fsync(fd)
+        except BaseException as err:
+            _cut_back(fd, path, size, created)
+            if isinstance(err, OSError):
+                raise OSError(err.errno, err.strerror, str(path)) from None
+            raise
+    finally:
+        os.close(fd)
+
+
+def _open_for_append(path: Path) -> tuple[int, bool]:
+    """A write-only, append-mode descriptor of ``path`` and whether this call created the file."""
+    flags = os.O_WRONLY | os.O_APPEND | getattr(os, "O_CLOEXEC", 0)
+    try:
+        return os.open(path, flags | os.O_CREAT | os.O_EXCL, umask_mode()), True
+    except FileExistsError:
+        return os.open(path, flags), False
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    """``os.write`` until every byte of ``data`` is written (a write may take fewer)."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def _cut_back(fd: int, path: Path, size: int, created: bool) -> None:
+    """Undo a failed append: truncate to ``size`` (or remove a file the append created)."""
+    try:
+        if created:
+            os.unlink(path)
         else:
-            f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
+            os.ftruncate(fd, size)
+            os.fsync(fd)
+    except OSError:
+        pass  # the append's own error is the one to report; a torn line is still read as torn
 
 
 def stale_temporaries(folder: str | os.PathLike[str], names: tuple[str, ...]) -> list[Path]:

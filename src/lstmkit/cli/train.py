@@ -163,8 +163,8 @@ def _train(config: RunConfig, run_dir: Path, task: Any, args: argparse.Namespace
         print(f"lstmkit train: {err}", file=sys.stderr)
         return DIVERGED
     except OSError as err:
-        where = f" {err.filename}" if err.filename else ""
-        raise CLIError(f"cannot write the run{where}: {err.strerror or err}; once fixed: {resume}") from None
+        where = err.filename or f"the run in {run_dir}"
+        raise CLIError(f"cannot write {where}: {err.strerror or err}; once fixed: {resume}") from None
     except (ValueError, RunLocked) as err:
         raise CLIError(str(err)) from None
 
