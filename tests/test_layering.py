@@ -1,5 +1,5 @@
-"""Imports inside src/lstmkit go one way: spec -> functional -> kernels -> modules -> trace -> interop -> tasks
--> train -> cli. Every import statement counts, also those inside functions (a lazy import is still a
+"""Imports inside src/lstmkit go one way: spec -> functional -> families -> kernels -> modules -> trace -> interop
+-> tasks -> train -> cli. Every import statement counts, also those inside functions (a lazy import is still a
 dependency): a lower layer that imports a higher one fails here, naming the file and the line."""
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ LAYERS = (
     "fileio",
     "spec",
     "functional",
+    "families",
     "kernels",
     "init",
     "modules",

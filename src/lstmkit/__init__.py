@@ -7,13 +7,13 @@ drop-in compatible with ``torch.nn.LSTM`` and ``torch.nn.LSTMCell``.
 from . import init  # chrono_, forget_bias_, torch_default_ (gate-bias initialisation)
 from .functional import CellGates, LayerWeights, lstm_layer, lstm_step
 from .interop import export_onnx  # imports onnx only when called
-from .modules import LSTM, LSTMCell, SeedLSTMCell
+from .modules import LSTM, MLSTM, SLSTM, LSTMCell, MinLSTM, MinLSTMCell, MLSTMCell, SeedLSTMCell, SLSTMCell
 from .spec import PRESETS, CellSpec
 from .trace import GateTrace
 
 __version__ = "0.1.0"
 
-_SUBPACKAGES = ("cli", "interop", "kernels", "modules", "tasks", "trace", "train")
+_SUBPACKAGES = ("cli", "families", "interop", "kernels", "modules", "tasks", "trace", "train")
 
 
 def __getattr__(name: str) -> object:
@@ -28,12 +28,18 @@ def __getattr__(name: str) -> object:
 
 __all__ = [
     "LSTM",
+    "MLSTM",
     "PRESETS",
+    "SLSTM",
     "CellGates",
     "CellSpec",
     "GateTrace",
     "LSTMCell",
     "LayerWeights",
+    "MLSTMCell",
+    "MinLSTM",
+    "MinLSTMCell",
+    "SLSTMCell",
     "SeedLSTMCell",
     "__version__",
     "export_onnx",

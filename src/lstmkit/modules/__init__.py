@@ -2,6 +2,19 @@
 
 from .cell import LSTMCell
 from .lstm import LSTM
+from .minlstm import MinLSTM, MinLSTMCell
+from .mlstm import MLSTM, MLSTMCell
 from .seed import SeedLSTMCell
+from .slstm import SLSTM, SLSTMCell
 
-__all__ = ["LSTM", "LSTMCell", "SeedLSTMCell"]
+__all__ = [
+    "LSTM",
+    "MLSTM",
+    "SLSTM",
+    "LSTMCell",
+    "MLSTMCell",
+    "MinLSTM",
+    "MinLSTMCell",
+    "SLSTMCell",
+    "SeedLSTMCell",
+]
