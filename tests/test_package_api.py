@@ -36,3 +36,10 @@ def test_a_sequence_model_runs_on_full_length_inputs_without_lengths() -> None:
     batch = task.test_set()
     with torch.no_grad():
         assert torch.equal(model(batch.inputs), model(batch.inputs, batch.lengths))
+
+
+def test_the_recurrent_families_are_exported() -> None:
+    for name in ("SLSTM", "SLSTMCell", "MLSTM", "MLSTMCell", "MinLSTM", "MinLSTMCell"):
+        assert name in lstmkit.__all__ and getattr(lstmkit, name) is getattr(lstmkit.modules, name)
+    out, state = lstmkit.MinLSTM(2, 3)(torch.randn(4, 2))  # unbatched (T, I)
+    assert out.shape == (4, 3) and state[0].shape == (1, 3)
