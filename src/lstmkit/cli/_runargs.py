@@ -13,6 +13,7 @@ from ..init import INITS
 from ..spec import PRESETS, CellSpec
 from ..train.config import BASELINES, OPTIMIZERS, ModelConfig, OptimConfig, RunConfig
 from ..train.defaults import defaults_for, resolve_init
+from ..train.tbptt import check_streams
 from .errors import CLIError
 
 # CLI flag (dest) -> constructor argument names a task may use for it, first match wins
@@ -61,6 +62,7 @@ OPTIM_FIELDS = (
     "checkpoint_every",
     "on_nan",
     "patience",
+    "tbptt",
 )
 
 
@@ -153,6 +155,13 @@ def add_model_flags(p: argparse.ArgumentParser) -> None:
         dest="on_nan",
         choices=("stop", "skip"),
         help="a non-finite loss or gradient stops the run (default, exit status 3) or skips that step's update",
+    )
+    o.add_argument(
+        "--tbptt",
+        type=int,
+        metavar="K",
+        help="stateful training: B streams read K steps per optimiser step, the state carried across steps and "
+        "detached every K (truncated BPTT); tasks with streams only",
     )
     o.add_argument("--seed", type=int, help="seed of the weights, the batches and the masks")
 
@@ -263,6 +272,8 @@ def build_config(
         except (TypeError, ValueError) as err:
             raise CLIError(str(err)) from None
     optim_kw.update(explicit(args, OPTIM_FIELDS))
+    if getattr(args, "tbptt", None) is not None and args.tbptt < 1:
+        raise CLIError(f"--tbptt must be >= 1 (steps between detaches); got {args.tbptt}")
     if "clip" in vars(args) and args.clip is not None:
         optim_kw["clip"] = None if args.clip == 0 else args.clip
     if "sequences" in vars(args) and args.sequences is not None:
@@ -272,8 +283,10 @@ def build_config(
     if "seed" in vars(args) and args.seed is not None:
         seed = args.seed
     try:
-        return RunConfig(
+        config = RunConfig(
             task=task_name, task_args=task_args, model=ModelConfig(**model_kw), optim=OptimConfig(**optim_kw), seed=seed
         )
+        check_streams(task, config.optim.tbptt)
     except (TypeError, ValueError) as err:
         raise CLIError(str(err)) from None
+    return config

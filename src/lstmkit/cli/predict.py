@@ -1,6 +1,8 @@
-"""``lstmkit sample`` (text from a character model) and ``lstmkit forecast`` (a plot against the
-dates, errors next to the naive and seasonal naive forecasts, ``--future N`` into a CSV): thin
-calls into :mod:`lstmkit.train.generate` and :mod:`lstmkit.train.forecasting`."""
+"""``lstmkit sample`` (text from a character model), ``lstmkit forecast`` (a plot against the
+dates, errors next to the naive and seasonal naive forecasts, ``--future N`` into a CSV) and
+``lstmkit predict RUN --stream FILE`` (a trained model run over a file frame by frame, the state
+carried from frame to frame): thin calls into :mod:`lstmkit.train.generate`,
+:mod:`lstmkit.train.forecasting` and :func:`lstmkit.train.model.predict_frames`."""
 
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ from .errors import CLIError
 
 
 def register(subparsers: Any) -> None:
-    """Add the ``sample`` and ``forecast`` subcommands."""
+    """Add the ``sample``, ``forecast`` and ``predict`` subcommands."""
     s = subparsers.add_parser(
         "sample",
         help="generate text from a trained character model",
@@ -46,6 +48,19 @@ def register(subparsers: Any) -> None:
     f.add_argument("--future", type=int, metavar="N", help="also forecast N steps past the last row")
     f.add_argument("--future-csv", help="CSV for --future, folders created (default: RUN/future.csv)")
     f.set_defaults(func=run_forecast)
+
+    p = subparsers.add_parser(
+        "predict",
+        help="run a trained model over a file frame by frame (--stream), as a deployed stream does",
+        description="Feed a file to a trained model one frame per call, carrying the state from call to call, and "
+        "write the model's output at every frame to a CSV (one row per frame). The result equals one call on the "
+        "whole file. FILE: .npy or .csv array (T, I) of input frames, (T,) token ids for a model with an "
+        "embedding, or a text file for a character model.",
+    )
+    add_run_argument(p)
+    p.add_argument("--stream", metavar="FILE", required=True, help="the frames: .npy/.csv (T, I) or (T,), or text")
+    p.add_argument("--out", help="CSV to write, folders created (default: RUN/stream.csv)")
+    p.set_defaults(func=run_predict)
 
 
 def _load(path: str) -> tuple[Any, Any]:
@@ -131,3 +146,67 @@ def run_forecast(args: argparse.Namespace) -> int:
         report["future_csv"] = args.future_csv
     print(json.dumps(report, indent=1))
     return 0
+
+
+def run_predict(args: argparse.Namespace) -> int:
+    """``lstmkit predict RUN --stream FILE``."""
+    from ..train.model import predict_frames
+
+    model, config = _load(args.run)
+    if config.model.bidirectional:
+        raise CLIError(f"{args.run} is bidirectional: it cannot stream (expected a unidirectional model)")
+    out = Path(args.out or run_folder(args.run) / "stream.csv")
+    if out.is_dir():
+        raise CLIError(f"--out {out} is a folder; give a file name")
+    frames = _stream_frames(args.stream, model, config)
+    try:
+        outputs = predict_frames(model, frames)  # (T, O)
+    except ValueError as err:
+        raise CLIError(str(err)) from None
+    out.parent.mkdir(parents=True, exist_ok=True)
+    lines = ["step," + ",".join(f"out_{j}" for j in range(outputs.shape[1]))]
+    lines += [f"{t}," + ",".join(repr(float(v)) for v in row) for t, row in enumerate(outputs.tolist())]
+    from ..fileio import atomic_write
+
+    atomic_write(out, "\n".join(lines) + "\n")
+    report = {"run": args.run, "stream": args.stream, "frames": int(frames.shape[0]), "out": str(out)}
+    report["last"] = outputs[-1].tolist()
+    print(json.dumps(report, indent=1))
+    return 0
+
+
+def _stream_frames(path: str, model: Any, config: Any) -> torch.Tensor:
+    """(T, I) float or (T,) int64 frames for ``model`` from ``--stream`` (one-line CLIError otherwise)."""
+    from .inspect import load_array
+
+    c = config.model
+    if c.vocab_size is not None and Path(path).suffix.lower() not in (".npy", ".csv"):
+        task = _runargs.build_task(config.task, config.task_args)
+        if not hasattr(task, "encode"):
+            raise CLIError(f"--stream {path}: a {config.task!r} model reads .npy or .csv token ids, not text")
+        if not Path(path).is_file():
+            raise CLIError(f"--stream file not found: {path}")
+        try:
+            ids = task.encode(Path(path).read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError) as err:
+            raise CLIError(f"--stream {path}: cannot read it as UTF-8 text ({err})") from None
+        if len(ids) == 0:
+            raise CLIError(f"--stream {path} is empty; expected at least one character")
+        return ids
+    try:
+        array = load_array(path)
+    except CLIError as err:
+        raise CLIError(str(err).replace("--input", "--stream")) from None
+    if c.vocab_size is not None:
+        flat = array.reshape(-1) if array.ndim == 2 and 1 in array.shape else array
+        if flat.ndim != 1 or (flat != flat.round()).any() or flat.min() < 0 or flat.max() >= c.vocab_size:
+            raise CLIError(
+                f"--stream {path}: expected (T,) token ids in [0, {c.vocab_size}); got shape {array.shape}, "
+                f"values {flat.min()}..{flat.max()}"
+            )
+        return torch.as_tensor(flat.astype("int64"))
+    if array.ndim == 1 and c.input_size == 1:
+        array = array.reshape(-1, 1)
+    if array.ndim != 2 or array.shape[1] != c.input_size:
+        raise CLIError(f"--stream {path}: expected frames shaped (T, {c.input_size}); got {array.shape}")
+    return torch.as_tensor(array, dtype=next(model.parameters()).dtype)

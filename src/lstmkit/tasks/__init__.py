@@ -21,6 +21,7 @@ from .base import Batch, Task
 from .charlm import CharLMTask
 from .copy import CopyTask
 from .forecast import ForecastTask
+from .keyword import KeywordTask
 from .order import OrderTask
 from .reber import ReberTask
 
@@ -29,10 +30,22 @@ TASKS: dict[str, type[Task]] = {
     CharLMTask.name: CharLMTask,
     CopyTask.name: CopyTask,
     ForecastTask.name: ForecastTask,
+    KeywordTask.name: KeywordTask,
     OrderTask.name: OrderTask,
     ReberTask.name: ReberTask,
 }
 """Every task class by its ``name``."""
+
+
+def stream_tasks() -> list[str]:
+    """The names of the tasks that have streams for stateful training (``--tbptt``).
+
+    Example::
+
+        >>> stream_tasks()
+        ['charlm', 'keyword']
+    """
+    return sorted(name for name, cls in TASKS.items() if cls.has_streams)
 
 
 def make_task(name: str, **kwargs: object) -> Task:
@@ -64,8 +77,10 @@ __all__ = [
     "CharLMTask",
     "CopyTask",
     "ForecastTask",
+    "KeywordTask",
     "OrderTask",
     "ReberTask",
     "Task",
     "make_task",
+    "stream_tasks",
 ]

@@ -3,12 +3,16 @@
 A task generates batches from an explicit ``torch.Generator`` (same seed, same data), has a
 fixed held-out test set, a loss to train on, metrics to report, and the success criterion of
 its paper where there is one.
+
+A task may also offer *streams* for stateful training (truncated BPTT): :meth:`Task.streams`
+returns a :class:`Streams` object that reads B long sequences in consecutive segments, says
+which streams start anew, and hands its positions back as JSON so a resumed run continues them.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
@@ -44,6 +48,53 @@ class Batch:
             None if self.mask is None else self.mask[start:stop],
             {k: v[start:stop] for k, v in self.extra.items()},
         )
+
+
+@dataclass
+class Segment:
+    """The next ``length`` steps of B streams.
+
+    batch: a :class:`Batch` of B rows, row b the next steps of stream b; its ``mask`` (B, length) is
+      False at steps past the end of a stream's sequence (padding; they count in no loss).
+    reset: (B,) bool, True where stream b starts a new sequence at this segment's first step: the
+      state carried into it must be zeroed (the other streams keep theirs).
+    """
+
+    batch: Batch
+    reset: Tensor
+
+
+class Streams:
+    """B streams read as consecutive segments, the protocol of stateful training (truncated BPTT).
+
+    A task that has streams returns one from :meth:`Task.streams`. The training loop calls
+    :meth:`next` once per optimiser step with a per-step generator, carries the model's state from
+    segment to segment (zeroing streams whose ``reset`` is True), and saves :meth:`state_dict` with
+    each checkpoint; :meth:`load_state_dict` puts the positions back when a run resumes, so that
+    the segments after a resume are the ones the uninterrupted run reads. A stream that reaches the
+    end of its sequence pads the rest of that segment (``mask`` False) and resets at the next one.
+
+    Example::
+
+        >>> streams = make_task("charlm", seq_len=20).streams(4)        # doctest: +SKIP
+        >>> seg = streams.next(20, torch.Generator().manual_seed(0))   # doctest: +SKIP
+        >>> seg.batch.inputs.shape, seg.reset.tolist()                  # doctest: +SKIP
+        (torch.Size([4, 20]), [True, True, True, True])
+    """
+
+    batch_size: int = 0  # B, the number of streams
+
+    def next(self, length: int, generator: torch.Generator) -> Segment:
+        """The next ``length`` steps of every stream (random choices drawn from ``generator`` only)."""
+        raise NotImplementedError
+
+    def state_dict(self) -> dict[str, Any]:
+        """Every stream's position (and whatever else its next segment depends on), JSON-ready."""
+        raise NotImplementedError
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned; ValueError naming the field when it does not fit."""
+        raise NotImplementedError
 
 
 class Task:
@@ -99,6 +150,13 @@ class Task:
     def config(self) -> dict[str, object]:
         """JSON-ready constructor arguments, so ``make_task(name, **config)`` rebuilds the task."""
         return {}
+
+    def streams(self, batch_size: int) -> Streams:
+        """``batch_size`` streams of consecutive segments for stateful training (tasks that have them
+        override this and :attr:`has_streams`; readout "all" only). Others raise ValueError."""
+        raise ValueError(f"task {self.name!r} has no streams (stateful training needs a task that has them)")
+
+    has_streams: ClassVar[bool] = False  # True when :meth:`streams` is implemented
 
     def events(self, batch: Batch) -> list[list[int]]:
         """For each sequence, the steps that carry the information the target depends on (marked

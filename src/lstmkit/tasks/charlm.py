@@ -10,20 +10,25 @@ into consecutive windows. At every step the model predicts the next character::
     inputs  x_t = id(text[s + t])          t = 0 .. seq_len - 1
     targets y_t = id(text[s + t + 1])
     bits per character = mean_t CE(logits_t, y_t) / ln 2
+
+For stateful training (``lstmkit train charlm --tbptt K``) the training text is cut into B equal
+columns, as the classic word-level language-model recipe does (pytorch/examples), and stream b
+reads column b in consecutive windows of K characters; a stream whose column has fewer than K + 1
+characters left starts its column again (a reset).
 """
 
 from __future__ import annotations
 
 import math
 import os
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from ._common import check_batch_size, check_generator, check_int, check_prediction
-from .base import Batch, Task
+from .base import Batch, Segment, Streams, Task
 
 UNKNOWN = "\ufffd"
 """How id 0 (a character outside the vocabulary) decodes."""
@@ -82,6 +87,7 @@ class CharLMTask(Task):
     """
 
     name: ClassVar[str] = "charlm"
+    has_streams: ClassVar[bool] = True
     vocab_size: int  # always set: the text's characters plus the unknown symbol
     readout: ClassVar[str] = "all"
     paper: ClassVar[dict[str, object]] = {
@@ -165,6 +171,10 @@ class CharLMTask(Task):
         starts = torch.randint(0, len(self._train) - self.seq_len, (b,), generator=gen)
         return self._windows(self._train, starts)
 
+    def streams(self, batch_size: int) -> Streams:
+        """``batch_size`` streams, stream b reading column b of the training text (see the module docstring)."""
+        return TextColumns(self._train, check_batch_size(batch_size))
+
     def make_test_set(self) -> Batch:
         """Consecutive windows of the held-out text, from its start (at most ``test_size`` of them)."""
         count = min(self.test_size, (len(self._held) - 1) // self.seq_len)
@@ -194,3 +204,56 @@ class CharLMTask(Task):
             "vocab": self.vocab,
             "test_size": self.test_size,
         }
+
+
+class TextColumns(Streams):
+    """The training ids cut into B equal columns (the tail that does not fill a column is dropped);
+    stream b reads column b in consecutive windows, inputs ``col[p : p + K]`` and targets
+    ``col[p + 1 : p + K + 1]``, and starts its column again when fewer than K + 1 ids are left.
+
+    Example::
+
+        >>> cols = TextColumns(torch.arange(100), 4)      # 4 columns of 25 ids
+        >>> seg = cols.next(10, torch.Generator())
+        >>> seg.batch.inputs[1, :3].tolist(), seg.reset.tolist(), cols.state_dict()["positions"]
+        ([25, 26, 27], [True, True, True, True], [10, 10, 10, 10])
+    """
+
+    def __init__(self, ids: Tensor, batch_size: int) -> None:
+        self.batch_size = batch_size
+        self.column = len(ids) // batch_size  # ids per column
+        if self.column < 2:
+            raise ValueError(f"{len(ids)} training characters cannot make {batch_size} streams of at least 2")
+        self._columns = ids[: self.column * batch_size].view(batch_size, self.column)  # (B, N // B)
+        self._positions = [0] * batch_size  # next input index in each column
+        self._started = [False] * batch_size  # False until a stream's first segment (which is a reset)
+
+    def next(self, length: int, generator: torch.Generator) -> Segment:
+        check_int("length", length, 1)
+        if length + 1 > self.column:
+            raise ValueError(f"segments of {length} steps need columns of {length + 1} characters; got {self.column}")
+        reset = torch.zeros(self.batch_size, dtype=torch.bool)
+        for b in range(self.batch_size):
+            if not self._started[b] or self._positions[b] + length + 1 > self.column:
+                self._positions[b], self._started[b], reset[b] = 0, True, True
+        starts = torch.tensor(self._positions, dtype=torch.int64)
+        offsets = starts.unsqueeze(1) + torch.arange(length + 1)  # (B, K + 1)
+        chunk = self._columns.gather(1, offsets)
+        self._positions = [p + length for p in self._positions]
+        lengths = torch.full((self.batch_size,), length, dtype=torch.int64)
+        mask = torch.ones(self.batch_size, length, dtype=torch.bool)
+        batch = Batch(chunk[:, :-1].contiguous(), chunk[:, 1:].contiguous(), lengths, mask, {"start": starts})
+        return Segment(batch, reset)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"positions": list(self._positions), "started": list(self._started), "column": self.column}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        got = (len(state.get("positions", [])), state.get("column"))
+        if got != (self.batch_size, self.column):
+            raise ValueError(
+                f"stream positions do not fit this text: expected {self.batch_size} streams over columns of "
+                f"{self.column}; got {got[0]} over {got[1]}"
+            )
+        self._positions = [int(p) for p in state["positions"]]
+        self._started = [bool(x) for x in state["started"]]

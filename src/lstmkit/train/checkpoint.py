@@ -3,7 +3,8 @@
 A run directory holds::
 
     config.json               the RunConfig, written before the first step
-    checkpoint.safetensors    "model.<name>" weights and "optimizer.<param index>.<key>" tensors;
+    checkpoint.safetensors    "model.<name>" weights, "optimizer.<param index>.<key>" tensors and,
+                              in stateful training, "stream.<i>": the streams' carried state;
                               metadata: format, config, step, the loop state (JSON: sequences,
                               elapsed time, RNG state in base64, the optimiser's param groups and
                               non-tensor state, loop counters) and a SHA-256 over all of it
@@ -93,8 +94,12 @@ def save_checkpoint(
     optimizer: torch.optim.Optimizer | None,
     config: RunConfig,
     state: dict[str, Any],
+    streams: tuple[torch.Tensor, ...] | None = None,
 ) -> None:
     """Commit weights, optimiser state and loop state to ``checkpoint.safetensors`` in one rename.
+
+    ``streams`` is the state carried by stateful training (tensors (L*D, B, ·)), saved as
+    ``stream.0``, ``stream.1``, ...; the streams' positions belong in ``state``.
 
     ``state`` is JSON-ready loop state and must hold ``step``; the torch RNG state is added.
     Optimiser tensors go into the safetensors file, its param groups, scalars and the loop state
@@ -110,6 +115,8 @@ def save_checkpoint(
     run_dir.mkdir(parents=True, exist_ok=True)
     step = int(state["step"])
     tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    for i, t in enumerate(streams or ()):
+        tensors[f"stream.{i}"] = t.detach().cpu().contiguous()
     opt_json: dict[str, Any] | None = None
     if optimizer is not None:
         sd = optimizer.state_dict()
@@ -296,7 +303,8 @@ def load_checkpoint(
 
     Refuses (ValueError naming the fields) a checkpoint whose config differs from ``config``
     in anything but :data:`~lstmkit.train.config.RESUMABLE_FIELDS`, and one whose checksum does
-    not match its data. Restores the torch RNG state.
+    not match its data. Restores the torch RNG state. The streams' carried state, when the
+    checkpoint holds one, comes back as the tuple ``state["stream_state"]``.
 
     Example::
 
@@ -329,4 +337,10 @@ def load_checkpoint(
             raise ValueError(f"optimizer state in {file} does not fit: {err}") from None
     if "torch_rng" in state:
         torch.set_rng_state(decode_rng(state["torch_rng"]))
+    count = sum(1 for k in tensors if k.startswith("stream."))
+    if count:
+        try:
+            state["stream_state"] = tuple(tensors[f"stream.{i}"] for i in range(count))
+        except KeyError as err:
+            raise ValueError(f"checkpoint {file} has stream state tensors out of order: no {err}") from None
     return state

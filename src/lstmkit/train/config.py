@@ -134,6 +134,7 @@ class OptimConfig:
     stop_when_solved: bool = True  # stop at the first evaluation that meets the task's criterion
     on_nan: str = "stop"  # non-finite loss or gradient: "stop" the run, or "skip" that step's update
     patience: int = 0  # stop after this many evaluations without a better validation metric (0: never)
+    tbptt: int = 0  # stateful training: each step reads the next K steps of B streams, state carried (0: off)
 
     def __post_init__(self) -> None:
         if self.optimizer not in OPTIMIZERS:
@@ -146,6 +147,8 @@ class OptimConfig:
                 raise ValueError(f"{name} must be a positive int; got {value!r}")
         if isinstance(self.patience, bool) or not isinstance(self.patience, int) or self.patience < 0:
             raise ValueError(f"patience must be an int >= 0; got {self.patience!r}")
+        if isinstance(self.tbptt, bool) or not isinstance(self.tbptt, int) or self.tbptt < 0:
+            raise ValueError(f"tbptt must be an int >= 0 (steps per segment, 0: off); got {self.tbptt!r}")
         if self.checkpoint_every < 0:
             raise ValueError(f"checkpoint_every must be >= 0; got {self.checkpoint_every}")
         if self.on_nan not in ("stop", "skip"):

@@ -31,6 +31,7 @@ TASK_DEFAULTS: dict[str, dict[str, Any]] = {
     "order": {"hidden": 32, "lr": 1e-2, "batch_size": 32, "steps": 8000, "eval_every": 100, "init": "chrono"},
     "reber": {"hidden": 32, "lr": 3e-2, "batch_size": 8, "steps": 6000, "eval_every": 25, "init": "chrono"},
     "charlm": {"hidden": 128, "lr": 3e-3, "batch_size": 32, "steps": 2000, "eval_every": 200, "embedding_dim": 32},
+    "keyword": {"hidden": 32, "lr": 3e-3, "batch_size": 32, "steps": 1500, "eval_every": 100, "init": "chrono"},
     "forecast": {"hidden": 32, "lr": 3e-3, "batch_size": 32, "steps": 3000, "eval_every": 100, "patience": 5},
 }
 """Task name -> the fields that differ from :data:`COMMON`."""

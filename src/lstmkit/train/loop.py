@@ -39,6 +39,7 @@ from .runtools import (
     make_optimizer,
     seed_of,
 )
+from .tbptt import check_streams
 
 __all__ = [
     "CURVE",
@@ -91,6 +92,7 @@ def train(
 
         task = make_task(config.task, **config.task_args)
     check_fits(task, config)
+    check_streams(task, config.optim.tbptt)  # before anything is written
     info = distributed.init_from_env()
     lock = RunLock(run_dir) if info.is_main else None
     clean = False

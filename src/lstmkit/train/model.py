@@ -185,3 +185,32 @@ def build_model(config: ModelConfig, seed: int = 0) -> SequenceModel:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return SequenceModel(config)
+
+
+def predict_frames(model: SequenceModel, inputs: Tensor) -> Tensor:
+    """Run ``model`` over one sequence frame by frame, carrying the state: one
+    :meth:`SequenceModel.forward_state` call per step, in eval mode without gradients.
+
+    The result equals the whole-sequence call ``model.forward_state(inputs)`` (for a "last"
+    readout, row t is the prediction for the sequence cut after step t).
+
+    Shapes: inputs (T, I) float or (T,) int64 tokens; returns (T, O).
+
+    Example::
+
+        >>> model = build_model(ModelConfig(input_size=2, output_size=3, hidden=8))
+        >>> predict_frames(model, torch.randn(5, 2)).shape
+        torch.Size([5, 3])
+    """
+    was_training = model.training
+    model.eval()
+    state: tuple[Tensor, ...] | None = None
+    rows = []
+    try:
+        with torch.no_grad():
+            for t in range(inputs.shape[0]):
+                y, state = model.forward_state(inputs[t : t + 1].unsqueeze(0), state)  # (1, 1, O)
+                rows.append(y[0, 0])
+    finally:
+        model.train(was_training)
+    return torch.stack(rows) if rows else torch.zeros(0, model.config.output_size)

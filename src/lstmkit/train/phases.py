@@ -11,6 +11,10 @@ calls, in order::
 
 Every batch and mask depends only on (seed, step), so a run resumed from a checkpoint at step k
 replays steps k+1, ... exactly as the uninterrupted run does. Only rank 0 writes files.
+
+With ``optim.tbptt = K`` (stateful training, :mod:`lstmkit.train.tbptt`) a step reads the next K
+steps of the task's B streams instead of a fresh batch, from the state the previous step left; the
+checkpoint also holds that state and the streams' positions, so a resume stays exact.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from .curves import plot_curve
 from .guard import SignalGuard, TrainingDiverged, all_finite, finite_or_none
 from .rundir import CURVE, RUN_FILES, read_metrics_for_resume
 from .runtools import TrainResult, evaluate, main_metric, make_optimizer, seed_of
+from .tbptt import State, check_state, tbptt_loss
 
 try:
     from torch.nn.utils import clip_grads_with_norm_, get_total_norm
@@ -78,6 +83,10 @@ class Run:
         self.test: dict[str, float] = {}  # last test metrics
         self.checkpointed: int | None = None  # step of the last committed checkpoint
         self.keeper = BestKeeper(task, run_dir, config.optim.patience)  # best validation weights
+        if o.tbptt and info.world_size > 1:
+            raise ValueError(f"--tbptt trains in one process (its streams' state lives there); got {info.world_size}")
+        self.streams = task.streams(o.batch_size) if o.tbptt else None  # stateful training's B streams
+        self.carry: State | None = None  # the state carried into the next segment (None: zeros)
 
     @property
     def metrics_file(self) -> Path:
@@ -135,6 +144,13 @@ class Run:
         self.skipped = int(state.get("skipped", 0))
         self.solved_at, self.test = state.get("solved_at"), dict(state.get("test") or {})
         self.keeper = BestKeeper(self.task, self.run_dir, self.config.optim.patience, state.get("best"))
+        if self.streams is not None:
+            if not isinstance(state.get("streams"), dict):
+                raise ValueError(f"checkpoint in {self.run_dir} holds no stream positions for --tbptt")
+            self.streams.load_state_dict(state["streams"])
+            self.carry = state.get("stream_state")
+            if self.carry is not None:
+                check_state(self.model, self.carry, self.config.optim.batch_size, f"the stream state in {self.run_dir}")
 
     def snapshot(self) -> dict[str, Any]:
         """The JSON-ready loop state saved with a checkpoint."""
@@ -149,6 +165,7 @@ class Run:
                 "solved_at": self.solved_at,
                 "test": self.test,
                 "best": self.keeper.state(),
+                **({"streams": self.streams.state_dict()} if self.streams is not None else {}),
             }
         )
 
@@ -163,18 +180,14 @@ class Run:
         or raises :class:`TrainingDiverged`; so do non-finite weights after the update.
         """
         fault_point("step")
-        o, info = self.config.optim, self.info
-        batch = self.task.sample(o.batch_size, torch.Generator().manual_seed(seed_of(self.config.seed, step)))
-        shard = o.batch_size // info.world_size
-        part = batch.slice(info.rank * shard, (info.rank + 1) * shard) if info.active else batch
-        torch.manual_seed(seed_of(self.config.seed, step, 1 + info.rank))
-        loss = self.task.loss(self.ddp_model(part.inputs, part.lengths), part)
+        o = self.config.optim
+        loss = self._stream_loss(step) if self.streams is not None else self._batch_loss(step)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         value = float(loss.detach())
         params = [p for p in self.model.parameters() if p.grad is not None]
         norm = get_total_norm([p.grad for p in params if p.grad is not None])
-        bad = distributed.any_rank(not (math.isfinite(value) and math.isfinite(float(norm))), info)
+        bad = distributed.any_rank(not (math.isfinite(value) and math.isfinite(float(norm))), self.info)
         if bad and o.on_nan == "skip":
             self.optimizer.zero_grad(set_to_none=True)
             self.skipped += 1
@@ -190,6 +203,27 @@ class Run:
         self.window_loss += value
         self.window_steps += 1
         return value
+
+    def _batch_loss(self, step: int) -> torch.Tensor:
+        """The loss of a fresh batch drawn for ``step`` (this process's shard of it)."""
+        o, info = self.config.optim, self.info
+        batch = self.task.sample(o.batch_size, torch.Generator().manual_seed(seed_of(self.config.seed, step)))
+        shard = o.batch_size // info.world_size
+        part = batch.slice(info.rank * shard, (info.rank + 1) * shard) if info.active else batch
+        torch.manual_seed(seed_of(self.config.seed, step, 1 + info.rank))
+        return self.task.loss(self.ddp_model(part.inputs, part.lengths), part)
+
+    def _stream_loss(self, step: int) -> torch.Tensor:
+        """The loss of the streams' next segment from the carried state, which moves past it
+        (detached; zeroed for every stream if it stopped being finite)."""
+        assert self.streams is not None  # only called in stateful training
+        segment = self.streams.next(
+            self.config.optim.tbptt, torch.Generator().manual_seed(seed_of(self.config.seed, step))
+        )
+        torch.manual_seed(seed_of(self.config.seed, step, 1))
+        loss, carry = tbptt_loss(self.model, self.task, segment, self.carry)
+        self.carry = carry if all_finite(carry) else None
+        return loss
 
     def diverged(self, step: int, what: str) -> TrainingDiverged:
         """Log the divergence (strict JSON) and build the error naming the checkpoint kept."""
@@ -243,10 +277,10 @@ class Run:
         """Commit the checkpoint of the current step (rank 0); a second Ctrl-C waits for it."""
         if self.info.is_main:
             if guard is None:
-                save_checkpoint(self.run_dir, self.model, self.optimizer, self.config, self.snapshot())
+                save_checkpoint(self.run_dir, self.model, self.optimizer, self.config, self.snapshot(), self.carry)
             else:
                 with guard.critical():
-                    save_checkpoint(self.run_dir, self.model, self.optimizer, self.config, self.snapshot())
+                    save_checkpoint(self.run_dir, self.model, self.optimizer, self.config, self.snapshot(), self.carry)
         self.checkpointed = self.step
 
     def checkpoint_due(self, evaluating: bool, stop: bool, interrupted: bool) -> bool:
