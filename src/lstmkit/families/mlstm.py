@@ -30,7 +30,8 @@ Parallel form: with F_t = sum_{s<=t} log f_s and the initial state as a term of 
 
     D_tj = exp(F_t - F_j + log i_j - m_t) for j <= t, 0 otherwise      g_t = exp(F_t + m_0 - m_t)
     m_t = max(F_t + m_0, max_{j<=t} (F_t - F_j + log i_j))
-    h~_t = (sum_j D_tj (q_t.k_j) v_j + g_t C_0^T q_t) / max(|sum_j D_tj (q_t.k_j) + g_t n_0.q_t|, floor e^{-m_t}) + eps
+    h~_t = (sum_j D_tj (q_t.k_j) v_j + g_t C_0^T q_t)
+           / (max(|sum_j D_tj (q_t.k_j) + g_t n_0.q_t|, floor e^{-m_t}) + eps)
 
 which is the recurrence unrolled, so it returns the same m_t and the same h~_t. The chunkwise form
 runs the parallel form on chunks of L steps and carries (C, n, m) from chunk to chunk: memory
