@@ -51,7 +51,10 @@ def _lstm_inputs(model: lstmkit.LSTM, seed: int, batch: int = B) -> tuple[torch.
     shape = (batch, T, I) if model.batch_first else (T, batch, I)
     x = torch.randn(shape, generator=g, dtype=torch.float64)
     h = torch.randn(LD, batch, model.state_size, generator=g, dtype=torch.float64)
-    return x, (h, torch.randn(LD, batch, H, generator=g, dtype=torch.float64))
+    c = torch.randn(LD, batch, H, generator=g, dtype=torch.float64)
+    if model.spec.full_gate_recurrence:  # the state carries the previous step's gates too
+        return x, (h, c, torch.rand(LD, batch, 3 * H, generator=g, dtype=torch.float64))
+    return x, (h, c)
 
 
 # every spec on the 2-layer bidirectional batch-first stack; a few on one time-major layer
@@ -114,14 +117,19 @@ def test_export_with_dynamic_batch() -> None:
 def test_cell_trace_and_export_equal_eager(name: str) -> None:
     cell = _cell(SPECS[name], zoneout=0.25 if name == "cifg" else 0.0)
     g = _gen(8)
-    x, h, c = (torch.randn(B, n, generator=g, dtype=torch.float64) for n in (I, H, H))
-    traced = torch.jit.trace(cell, (x, (h, c)))
-    exported = torch.export.export(cell, (x, (h, c))).module()
-    x2, h2, c2 = (torch.randn(B, n, generator=g, dtype=torch.float64) for n in (I, H, H))
+    sizes = (H, H, 3 * H) if cell.spec.full_gate_recurrence else (H, H)  # FGR carries the previous gates
+
+    def state() -> tuple[torch.Tensor, ...]:
+        return tuple(torch.randn(B, n, generator=g, dtype=torch.float64) for n in sizes)
+
+    x, hx = torch.randn(B, I, generator=g, dtype=torch.float64), state()
+    traced = torch.jit.trace(cell, (x, hx))
+    exported = torch.export.export(cell, (x, hx)).module()
+    x2, hx2 = torch.randn(B, I, generator=g, dtype=torch.float64), state()
     with torch.no_grad():
-        want = cell(x2, (h2, c2))
-    _close(traced(x2, (h2, c2)), want)
-    _close(exported(x2, (h2, c2)), want)
+        want = cell(x2, hx2)
+    _close(traced(x2, hx2), want)
+    _close(exported(x2, hx2), want)
 
 
 @pytest.mark.parametrize("module", [lambda: lstmkit.LSTM(I, H), lambda: lstmkit.LSTMCell(I, H, spec="peephole")])

@@ -191,11 +191,17 @@ def test_variant_equals_paper_equations(name: str, kernel: str) -> None:
     h0 = torch.randn(1, B, H, dtype=DT, generator=gen, requires_grad=True)
     c0 = torch.randn(1, B, H, dtype=DT, generator=gen, requires_grad=True)
     weights = torch.randn(T, B, H, dtype=DT, generator=gen)
+    state = (h0, c0)
+    prev = None
+    if spec.full_gate_recurrence:  # the previous call's last gates i, f, o, carried as the state's g_0
+        g0 = torch.rand(1, B, 3 * H, dtype=DT, generator=gen, requires_grad=True)
+        state, prev = (h0, c0, g0), tuple(g0[0].split(H, dim=1))
 
     with kernels.use(kernel):
-        out, (h_n, c_n) = model(x, (h0, c0))
+        out, final = model(x, state)
+    h_n, c_n = final[0], final[1]
     p = params(model, gate_names)
-    h, c, prev, outs = h0[0], c0[0], None, []
+    h, c, outs = h0[0], c0[0], []
     for t in range(T):
         h, c, prev = paper_step(p, x[t], h, c, prev)
         outs.append(h)
@@ -203,11 +209,14 @@ def test_variant_equals_paper_equations(name: str, kernel: str) -> None:
     torch.testing.assert_close(out, ref, atol=1e-10, rtol=0)
     torch.testing.assert_close(h_n[0], h, atol=1e-10, rtol=0)
     torch.testing.assert_close(c_n[0], c, atol=1e-10, rtol=0)
+    if spec.full_gate_recurrence:  # g_n: the last step's i, f, o
+        assert len(final) == 3
+        torch.testing.assert_close(final[2][0], torch.cat(prev, dim=1), atol=1e-10, rtol=0)
 
-    leaves = [x, h0, c0, *model.parameters()]
+    leaves = [x, *state, *model.parameters()]
     ours = torch.autograd.grad((out * weights).sum() + h_n.sum() - 2 * c_n.sum(), leaves, allow_unused=True)
     theirs = torch.autograd.grad((ref * weights).sum() + h.sum() - 2 * c.sum(), leaves, allow_unused=True)
-    labels = ["x", "h0", "c0", *[n for n, _ in model.named_parameters()]]
+    labels = ["x", "h0", "c0", *(["g0"] if len(state) == 3 else []), *[n for n, _ in model.named_parameters()]]
     for label, a, b in zip(labels, ours, theirs, strict=True):
         assert a is not None, f"{name}: no gradient for {label}"
         torch.testing.assert_close(a, b, atol=1e-10, rtol=0, msg=lambda m, label=label: f"{name} d/d{label}: {m}")
@@ -222,11 +231,18 @@ def test_cell_gates_follow_the_spec(name: str) -> None:
     cell = lstmkit.LSTMCell(I, H, spec=spec, dtype=DT)
     cell.load_state_dict({k.removesuffix("_l0"): v for k, v in layer.state_dict().items()})
     x, h, c = (torch.randn(B, n, dtype=DT) for n in (I, H, H))
-    step = cell.gates(x, (h, c))
-    h_ref, c_ref, _ = paper_step(params(layer, CASES[name][1]), x, h, c, None)
+    state: tuple[torch.Tensor, ...] = (h, c)
+    prev = None
+    if spec.full_gate_recurrence:
+        g = torch.rand(B, 3 * H, dtype=DT)
+        state, prev = (h, c, g), tuple(g.split(H, dim=1))
+    step = cell.gates(x, state)
+    h_ref, c_ref, g_ref = paper_step(params(layer, CASES[name][1]), x, h, c, prev)
     torch.testing.assert_close(step.hidden, h_ref, atol=1e-12, rtol=0)
     torch.testing.assert_close(step.cell, c_ref, atol=1e-12, rtol=0)
-    h1, c1 = cell(x, (h, c))
+    h1, c1, *g1 = cell(x, state)
+    if spec.full_gate_recurrence:  # the cell returns the state its next step takes
+        torch.testing.assert_close(g1[0], torch.cat(g_ref, dim=1), atol=1e-12, rtol=0)
     torch.testing.assert_close(h1, h_ref, atol=1e-12, rtol=0)
     torch.testing.assert_close(c1, c_ref, atol=1e-12, rtol=0)
     removed = {"nig": "input", "nfg": "forget", "nog": "output"}.get(name)
@@ -300,16 +316,18 @@ def test_every_spec_with_every_layer_feature(name: str) -> None:
     lengths = torch.tensor([4, 6, 2])
     x = torch.randn(3, 6, I, dtype=DT)
     packed = torch.nn.utils.rnn.pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
-    out, (h_n, c_n), trace = model(packed, return_gates=True)
+    out, final, trace = model(packed, return_gates=True)
+    h_n, c_n = final[0], final[1]
     padded, out_lengths = torch.nn.utils.rnn.pad_packed_sequence(out, batch_first=True)
     assert torch.equal(out_lengths, lengths)
     assert padded.shape == (3, 6, 6) and h_n.shape == (4, 3, 3) and c_n.shape == (4, 3, H)
+    assert len(final) == (3 if spec.full_gate_recurrence else 2)
     for b in range(3):
         L = int(lengths[b])
-        alone, (h_b, c_b) = model(x[b : b + 1, :L])
+        alone, final_b = model(x[b : b + 1, :L])
         torch.testing.assert_close(padded[b, :L], alone[0], atol=1e-10, rtol=0)
-        torch.testing.assert_close(h_n[:, b], h_b[:, 0], atol=1e-10, rtol=0)
-        torch.testing.assert_close(c_n[:, b], c_b[:, 0], atol=1e-10, rtol=0)
+        for t_all, t_b in zip(final, final_b, strict=True):  # h_n, c_n and FGR's g_n
+            torch.testing.assert_close(t_all[:, b], t_b[:, 0], atol=1e-10, rtol=0)
         assert torch.all(trace.get("forget", layer=1, direction=1)[b, L:] == 0)
     # reverse direction of layer 0 == forward weights run on the reversed sequence
     fwd = lstmkit.LSTM(I, H, proj_size=3, batch_first=True, spec=spec, dtype=DT)

@@ -56,13 +56,16 @@ class LayerResult(NamedTuple):
     """What a layer-direction returns.
 
     ``output`` (T, B, R); ``h_n`` (B, R); ``c_n`` (B, H); ``gates`` maps each recorded
-    name of :class:`CellGates` to a (T, B, ·) tensor (zeros at padded steps), or is None.
+    name of :class:`CellGates` to a (T, B, ·) tensor (zeros at padded steps), or is None;
+    ``g_n`` (B, n*H) the sigmoid gates i, f, o of each sequence's last valid step under
+    ``full_gate_recurrence`` (the third element of its state), else None.
     """
 
     output: Tensor
     h_n: Tensor
     c_n: Tensor
     gates: dict[str, Tensor] | None
+    g_n: Tensor | None = None
 
 
 def activation(name: str, x: Tensor) -> Tensor:
@@ -161,6 +164,43 @@ def sigmoid_gate_state(gates: CellGates, spec: CellSpec) -> Tensor:
     return torch.cat([getattr(gates, name) for name in spec.sigmoid_gates], dim=1)
 
 
+def fgr_entry(g0: Tensor, w: LayerWeights, spec: CellSpec) -> Tensor:
+    """``W_gg g0`` laid on the sigmoid-gate blocks of a (B, G*H) pre-activation (zeros on the others):
+    what the carried gates ``g0`` (B, n*H) add to the first step of a call under ``full_gate_recurrence``.
+    The fast kernels add it to their first step's input projection, so a call that starts from carried
+    gates equals the same steps run inside one longer call."""
+    n = len(spec.sigmoid_gates)
+    extra = dict(zip(spec.sigmoid_gates, F.linear(g0, _need(w.weight_gg, "weight_gg")).chunk(n, 1), strict=True))
+    H = g0.shape[1] // n
+    return torch.cat([extra[name] if name in extra else g0.new_zeros(g0.shape[0], H) for name in spec.gates], dim=1)
+
+
+def with_fgr_entry(zx: Tensor, g0: Tensor | None, w: LayerWeights, spec: CellSpec) -> Tensor:
+    """zx (T, B, G*H) with :func:`fgr_entry` added to its first step (unchanged when g0 is None or the
+    spec has no full gate recurrence)."""
+    if g0 is None or not spec.full_gate_recurrence or zx.shape[0] == 0:
+        return zx
+    return torch.cat([(zx[0] + fgr_entry(g0, w, spec)).unsqueeze(0), zx[1:]])
+
+
+def last_gates(acts: Tensor, spec: CellSpec, H: int, lengths: Tensor | None, g0: Tensor | None) -> Tensor:
+    """The (B, n*H) sigmoid gates i, f, o of each sequence's last valid step, read from a kernel's
+    gate activations ``acts`` (T, B, G*H) in processing order; a sequence of length 0 keeps ``g0``
+    (zeros when None)."""
+    T, B = acts.shape[0], acts.shape[1]
+    blocks = [spec.gates.index(name) for name in spec.sigmoid_gates]
+    sig = torch.cat([acts[..., k * H : (k + 1) * H] for k in blocks], dim=-1)  # (T, B, n*H)
+    prev = g0 if g0 is not None else sig.new_zeros(B, sig.shape[-1])
+    if T == 0:
+        return prev
+    if lengths is None:
+        return sig[T - 1]
+    lens = lengths.to(sig.device)
+    idx = (lens - 1).clamp(min=0).view(1, B, 1).expand(1, B, sig.shape[-1])
+    last = sig.gather(0, idx).squeeze(0)
+    return torch.where((lens > 0).unsqueeze(1), last, prev.to(last.dtype))
+
+
 def reverse_padded(x: Tensor, lengths: Tensor | None) -> Tensor:
     """Reverse each sequence of a (T, B, ·) tensor within its length; padding stays in place."""
     if lengths is None:
@@ -180,10 +220,12 @@ def expect_shape(name: str, t: Tensor | None, shape: tuple[int, ...]) -> None:
         raise ValueError(f"{name} must have shape {shape}; got {tuple(t.shape)}")
 
 
-def check_layer_shapes(x: Tensor, h0: Tensor, c0: Tensor, w: LayerWeights, spec: CellSpec) -> None:
-    """For x (T, B, I): h0 (B, R), c0 (B, H) and every parameter ``spec`` needs, of its shape (a
-    ValueError naming the tensor, the shape expected and the one that came). The kernels check this
-    before running; the reference loop meets the same shapes in its own arithmetic."""
+def check_layer_shapes(
+    x: Tensor, h0: Tensor, c0: Tensor, w: LayerWeights, spec: CellSpec, g0: Tensor | None = None
+) -> None:
+    """For x (T, B, I): h0 (B, R), c0 (B, H), g0 (B, n*H) when given, and every parameter ``spec`` needs,
+    of its shape (a ValueError naming the tensor, the shape expected and the one that came). The kernels
+    check this before running; the reference loop meets the same shapes in its own arithmetic."""
     B, I = x.shape[1], x.shape[2]
     H, R, G, n = c0.shape[-1], h0.shape[-1], spec.num_gates, len(spec.sigmoid_gates)
     expect_shape("h0", h0, (B, R))
@@ -198,6 +240,10 @@ def check_layer_shapes(x: Tensor, h0: Tensor, c0: Tensor, w: LayerWeights, spec:
         expect_shape("weight_ch", w.weight_ch, (n * H,))
     if spec.full_gate_recurrence:
         expect_shape("weight_gg", w.weight_gg, (n * H, n * H))
+    if g0 is not None:
+        if not spec.full_gate_recurrence:
+            raise ValueError(f"g0 (previous gates) is a state of full_gate_recurrence only; spec {spec} has none")
+        expect_shape("g0", g0, (B, n * H))
     if spec.layer_norm:
         for name, size in {
             "ln_ih_weight": G * H,
@@ -247,6 +293,7 @@ def lstm_layer(
     zoneout_cell: Tensor | float | None = None,
     zoneout_hidden: Tensor | float | None = None,
     record: bool = False,
+    g0: Tensor | None = None,
 ) -> LayerResult:
     """Run one layer-direction over a padded sequence, step by step (the reference loop).
 
@@ -266,8 +313,12 @@ def lstm_layer(
             ``c_t = k * c_{t-1} + (1 - k) * c_t``.
         zoneout_hidden: the same for the hidden state, (T, B, R) or a float.
         record: also return every step's gates.
+        g0: (B, n*H) the sigmoid gates i, f, o of the step before the first (``full_gate_recurrence``
+            only; zeros when None): the third element of a carried state.
     """
     check_lengths(lengths, x.shape[0], x.shape[1])
+    if g0 is not None:
+        check_layer_shapes(x, h0, c0, w, spec, g0)
     if reverse:
         x = reverse_padded(x, lengths)
         if isinstance(zoneout_cell, Tensor):
@@ -283,6 +334,8 @@ def lstm_layer(
 
     h, c = h0, c0
     prev_gates = None
+    if spec.full_gate_recurrence:  # zeros before the first step unless carried in
+        prev_gates = g0 if g0 is not None else x.new_zeros(x.shape[1], len(spec.sigmoid_gates) * c0.shape[1])
     outputs: list[Tensor] = []
     trace: dict[str, list[Tensor]] = {}
     for t in range(T):
@@ -290,9 +343,9 @@ def lstm_layer(
         step = lstm_step(x_proj[t], h_in, c, w, spec, prev_gates)
         c_new = _zone(zoneout_cell, t, c, step.cell)
         h_new = _zone(zoneout_hidden, t, h, step.hidden)
-        if spec.full_gate_recurrence:
-            # Padding only follows a sequence's valid steps, so these need no masking.
-            prev_gates = sigmoid_gate_state(step, spec)
+        if prev_gates is not None:  # full gate recurrence: i, f, o feed the next step
+            g_new = sigmoid_gate_state(step, spec)
+            prev_gates = g_new if valid is None else torch.where(valid[t], g_new, prev_gates)
         if valid is not None:
             c_new = torch.where(valid[t], c_new, c)
             h_new = torch.where(valid[t], h_new, h)
@@ -314,4 +367,4 @@ def lstm_layer(
         output = reverse_padded(output, lengths)
         if gates is not None:
             gates = {k: reverse_padded(v, lengths) for k, v in gates.items()}
-    return LayerResult(output, h, c, gates)
+    return LayerResult(output, h, c, gates, prev_gates)

@@ -159,7 +159,7 @@ def export_onnx(
     if isinstance(opset, bool) or not isinstance(opset, int) or not MIN_OPSET <= opset <= max_opset:
         raise ValueError(f"opset must be an int in [{MIN_OPSET}, {max_opset}]; got {opset!r}")
     with torch.no_grad():
-        expected_out, (expected_h, expected_c) = model(x, hx)  # also validates shapes and dtypes
+        expected_out, (expected_h, expected_c, *_) = model(x, hx)  # also validates shapes and dtypes
 
     from .onnx_graph import GraphBuilder, lstm_op_expresses
 

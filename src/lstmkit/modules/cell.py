@@ -7,7 +7,7 @@ from typing import Any
 import torch
 from torch import _VF, Tensor, nn
 
-from ..functional import CellGates, lstm_step
+from ..functional import CellGates, lstm_step, sigmoid_gate_state
 from ..init import apply_init, module_init
 from ..spec import CellSpec, resolve_spec
 from . import base, validate
@@ -41,8 +41,9 @@ class LSTMCell(nn.Module):
     gate rows in order i, f, g, o, and the spec's extras (see :mod:`lstmkit.modules.base`).
 
     Shapes: input (B, I) or (I,); ``hx`` = (h, c), each (B, H) or (H,), zeros when omitted.
-    With ``full_gate_recurrence`` ``hx`` may carry a third tensor (B, n*H): the previous step's
-    i, f, o (:meth:`gates` returns them). Returns (h_1, c_1). ``cell_from_torch`` /
+    With ``full_gate_recurrence`` ``hx`` carries a third tensor g (B, n*H): the previous step's
+    i, f, o. Returns (h_1, c_1), or (h_1, c_1, g_1) with ``full_gate_recurrence``: the state the
+    next step takes. ``cell_from_torch`` /
     ``cell_to_torch`` of :mod:`lstmkit.interop` convert (also ``LSTMCell.from_torch``, ``cell.to_torch()``).
 
     Example::
@@ -129,10 +130,9 @@ class LSTMCell(nn.Module):
             h = x.new_zeros(B, H)
             c = x.new_zeros(B, H)
         else:
-            if self.spec.full_gate_recurrence and isinstance(hx, (tuple, list)) and len(hx) == 3:
-                prev_gates = validate.floating_tensor("hx[2] (previous gates)", hx[2])
-                hx = hx[:2]
-            h, c = validate.state_pair(hx, "LSTMCell")
+            state = validate.state_tuple(hx, "LSTMCell", self.spec)
+            h, c = state[0], state[1]
+            prev_gates = state[2] if len(state) == 3 else None
             want = (B, H) if batched else (H,)
             note = "batch of the input, hidden_size" if batched else "unbatched input"
             validate.expect_shape("h_0", h, want, note)
@@ -143,7 +143,8 @@ class LSTMCell(nn.Module):
                 h, c = h.unsqueeze(0), c.unsqueeze(0)
             if prev_gates is not None:
                 n = len(self.spec.sigmoid_gates) * H
-                validate.expect_shape("hx[2] (previous gates)", prev_gates, (B, n) if batched else (n,))
+                validate.expect_shape("g_0 (previous gates)", prev_gates, (B, n) if batched else (n,))
+                validate.matches_parameters("g_0", prev_gates, self.weight_ih)
                 if not batched:
                     prev_gates = prev_gates.unsqueeze(0)
         return x, h, c, prev_gates, batched
@@ -173,13 +174,15 @@ class LSTMCell(nn.Module):
         if self.spec.is_plain and self.zoneout == (0.0, 0.0):
             b_ih = self.bias_ih if self.bias else None
             b_hh = self.bias_hh if self.bias else None
-            h1, c1 = _VF.lstm_cell(x, (h, c), self.weight_ih, self.weight_hh, b_ih, b_hh)
+            state: tuple[Tensor, ...] = tuple(_VF.lstm_cell(x, (h, c), self.weight_ih, self.weight_hh, b_ih, b_hh))
         else:
             step = self._step(x, h, c, prev_gates)
-            h1, c1 = step.hidden, step.cell
+            state = (step.hidden, step.cell)
+            if self.spec.full_gate_recurrence:  # the next step's g_0
+                state = (*state, sigmoid_gate_state(step, self.spec))
         if not batched:
-            h1, c1 = h1.squeeze(0), c1.squeeze(0)
-        return h1, c1
+            state = tuple(t.squeeze(0) for t in state)
+        return state
 
     def gates(self, input: Tensor, hx: Any = None) -> CellGates:
         """One step, returning every gate and the new states as a :class:`CellGates`

@@ -17,7 +17,8 @@ from ..kernels.native import native_lstm
 from ..spec import CellSpec, resolve_spec
 from . import base, validate
 
-LSTMState = tuple[Tensor, Tensor]
+LSTMState = tuple[Tensor, ...]
+"""(h, c), or (h, c, g) under ``full_gate_recurrence``: each (L*D, B, ·)."""
 
 _trace_builder: list[Callable[..., Any]] = []
 """Turns the kernels' raw per-layer records into a GateTrace; :mod:`lstmkit.trace` registers it
@@ -65,8 +66,12 @@ class LSTM(nn.Module):
         generator: ``torch.Generator`` for the masks of these regularisers (default: global).
 
     Shapes: input (T, B, I), (B, T, I) with batch_first, (T, I) unbatched, or a PackedSequence;
-    hx = (h_0 (L*D, B, R), c_0 (L*D, B, H)) with R = P or H, zeros when omitted.
-    Returns output (T, B, D*R) (or packed) and (h_n, c_n) shaped like hx; with
+    hx = (h_0 (L*D, B, R), c_0 (L*D, B, H)) with R = P or H, zeros when omitted; under
+    ``full_gate_recurrence`` a third tensor g_0 (L*D, B, n*H), the previous step's sigmoid gates
+    i, f, o, so that the state is everything the next call needs.
+    Returns output (T, B, D*R) (or packed) and (h_n, c_n) (FGR: (h_n, c_n, g_n)) shaped like hx, so
+    chunk after chunk, ``out, hx = lstm(chunk, hx)`` equals one call on the whole sequence
+    (unidirectional layers: a reverse direction reads each chunk backwards on its own). With
     ``return_gates=True`` also a :class:`~lstmkit.trace.GateTrace`. Errors are instances of the
     class ``torch.nn.LSTM`` raises for the same input (see :mod:`lstmkit.modules.validate`).
 
@@ -249,13 +254,23 @@ class LSTM(nn.Module):
         validate.matches_parameters("input", x, self.weight_ih_l0)
         return x, x.dim() == 3
 
-    def _check_state(self, hx: Any, batch: int, batched: bool, like: Tensor) -> LSTMState:
-        LD, R, H = self.num_layers * self.num_directions, self.state_size, self.hidden_size
+    def _state_sizes(self) -> tuple[tuple[str, int, str], ...]:
+        """(name, last dimension, what sets it) of each tensor of the state, in order."""
+        R, H = self.state_size, self.hidden_size
+        sizes = [("h_0", R, "proj_size" if self.proj_size else "hidden_size"), ("c_0", H, "hidden_size")]
+        if self.spec.full_gate_recurrence:
+            n = len(self.spec.sigmoid_gates)
+            sizes.append(("g_0", n * H, f"{n} * hidden_size: the previous step's gates {self.spec.sigmoid_gates}"))
+        return tuple(sizes)
+
+    def _check_state(self, hx: Any, batch: int, batched: bool, like: Tensor) -> tuple[Tensor, ...]:
+        """The state as (L*D, B, ·) tensors: zeros when ``hx`` is None, else ``hx`` checked."""
+        LD = self.num_layers * self.num_directions
+        sizes = self._state_sizes()
         if hx is None:
-            return like.new_zeros(LD, batch, R), like.new_zeros(LD, batch, H)
-        h, c = validate.state_pair(hx, "LSTM")
-        for name, t, size in (("h_0", h, R), ("c_0", c, H)):
-            last = "proj_size" if name == "h_0" and self.proj_size else "hidden_size"
+            return tuple(like.new_zeros(LD, batch, size) for _, size, _ in sizes)
+        state = validate.state_tuple(hx, "LSTM", self.spec)
+        for (name, size, last), t in zip(sizes, state, strict=True):
             want: tuple[int, ...]
             if batched:
                 want, note = (LD, batch, size), f"num_layers * num_directions, batch of the input, {last}"
@@ -264,8 +279,8 @@ class LSTM(nn.Module):
             validate.expect_shape(name, t, want, note)
             validate.matches_parameters(name, t, self.weight_ih_l0)
         if not batched:
-            h, c = h.unsqueeze(1), c.unsqueeze(1)
-        return h, c
+            state = tuple(t.unsqueeze(1) for t in state)
+        return state
 
     # ---------------------------------------------------------------- forward
     def forward(self, input: Any, hx: Any = None, return_gates: bool = False) -> Any:
@@ -283,14 +298,16 @@ class LSTM(nn.Module):
             batch = x.shape[0] if self.batch_first else x.shape[1]
         else:
             batch = 1
-        h0, c0 = self._check_state(hx, batch, batched, x)
+        state = self._check_state(hx, batch, batched, x)
         if sorted_idx is not None:
-            h0, c0 = h0.index_select(1, sorted_idx), c0.index_select(1, sorted_idx)
+            state = tuple(t.index_select(1, sorted_idx) for t in state)
+        h0, c0 = state[0], state[1]
 
         # zoneout acts at every step in evaluation too (as its expectation)
         per_step = (self.training and self.recurrent_dropout > 0) or self.zoneout != (0.0, 0.0)
         kernel = kernels.choose(self.spec, record=return_gates, per_step_regularised=per_step)
         trace = None
+        final: tuple[Tensor, ...]
         if kernel == "native":
             data = x if (batched or packed) else x.unsqueeze(1 if not self.batch_first else 0)
             out, h_n, c_n = native_lstm(
@@ -307,6 +324,7 @@ class LSTM(nn.Module):
             )
             if not (batched or packed):
                 out = out.squeeze(0 if self.batch_first else 1)
+            final = (h_n, c_n)
         else:
             if packed:
                 seq, lengths = pad_packed_sequence(PackedSequence(x, input.batch_sizes))  # (T, B, I), sorted order
@@ -314,7 +332,7 @@ class LSTM(nn.Module):
                 seq = x if batched else x.unsqueeze(1)
                 seq = seq.transpose(0, 1) if (self.batch_first and batched) else seq
                 lengths = None
-            out, h_n, c_n, records = self._explicit(kernel, seq, h0, c0, lengths, return_gates)
+            out, final, records = self._explicit(kernel, seq, state, lengths, return_gates)
             if records is not None:
                 trace = _trace_builder[0](
                     records,
@@ -334,21 +352,23 @@ class LSTM(nn.Module):
         if packed:
             output: Any = PackedSequence(out, input.batch_sizes, sorted_idx, unsorted_idx)
             if unsorted_idx is not None:  # None when packed with enforce_sorted=True: already in order
-                h_n, c_n = h_n.index_select(1, unsorted_idx), c_n.index_select(1, unsorted_idx)
+                final = tuple(t.index_select(1, unsorted_idx) for t in final)
         else:
             output = out
             if not batched:
-                h_n, c_n = h_n.squeeze(1), c_n.squeeze(1)
+                final = tuple(t.squeeze(1) for t in final)
         if return_gates:
-            return output, (h_n, c_n), trace
-        return output, (h_n, c_n)
+            return output, final, trace
+        return output, final
 
     def _explicit(
-        self, kernel: str, seq: Tensor, h0: Tensor, c0: Tensor, lengths: Tensor | None, record: bool
-    ) -> tuple[Tensor, Tensor, Tensor, list[list[dict[str, Tensor]]] | None]:
-        """Layer by layer on a step kernel; ``seq`` (T, B, I) time-major, batch as h0's."""
+        self, kernel: str, seq: Tensor, state: tuple[Tensor, ...], lengths: Tensor | None, record: bool
+    ) -> tuple[Tensor, tuple[Tensor, ...], list[list[dict[str, Tensor]]] | None]:
+        """Layer by layer on a step kernel; ``seq`` (T, B, I) time-major, ``state`` (L*D, B, ·) tensors
+        with the batch as h0's. Returns the last layer's output, the final state and the records."""
         T, B = seq.shape[0], seq.shape[1]
-        h_n, c_n, records = [], [], []
+        finals: list[list[Tensor]] = [[] for _ in state]
+        records = []
         layer_input = seq
         for k in range(self.num_layers):
             outs, layer_records = [], []
@@ -357,14 +377,19 @@ class LSTM(nn.Module):
                 w = self._weights(base.direction_suffix(k, d))
                 options = self._regulariser_options(T, B, seq)
                 options.update(lengths=lengths, reverse=d == 1, record=record)
-                res: LayerResult = kernels.run_layer(kernel, layer_input, h0[idx], c0[idx], w, self.spec, **options)
+                if len(state) == 3:  # full gate recurrence: the previous step's gates
+                    options["g0"] = state[2][idx]
+                res: LayerResult = kernels.run_layer(
+                    kernel, layer_input, state[0][idx], state[1][idx], w, self.spec, **options
+                )
                 outs.append(res.output)
-                h_n.append(res.h_n)
-                c_n.append(res.c_n)
+                for slot, t in zip(finals, (res.h_n, res.c_n, res.g_n), strict=False):
+                    assert t is not None  # g_n is set by every kernel under full_gate_recurrence
+                    slot.append(t)
                 if res.gates is not None:
                     layer_records.append(res.gates)
             layer_input = torch.cat(outs, dim=2) if len(outs) > 1 else outs[0]
             if self.training and self.dropout > 0 and k < self.num_layers - 1:
                 layer_input = nn.functional.dropout(layer_input, self.dropout, training=True)
             records.append(layer_records)
-        return layer_input, torch.stack(h_n), torch.stack(c_n), (records if record else None)
+        return layer_input, tuple(torch.stack(f) for f in finals), (records if record else None)

@@ -116,3 +116,23 @@ def expect_shape(name: str, value: Tensor, expected: tuple[int, ...], note: str 
 def is_float_dtype(dtype: torch.dtype | None) -> None:
     if dtype is not None and not dtype.is_floating_point:
         raise TypeError(f"dtype must be a floating-point dtype; got {dtype}")
+
+
+def state_names(spec: CellSpec) -> tuple[str, ...]:
+    """Names of the tensors a layer's state holds for ``spec``: (h_0, c_0), plus g_0 (the previous
+    step's sigmoid gates) under ``full_gate_recurrence``."""
+    return ("h_0", "c_0", "g_0") if spec.full_gate_recurrence else ("h_0", "c_0")
+
+
+def state_tuple(hx: object, what: str, spec: CellSpec) -> tuple[Tensor, ...]:
+    """``hx`` must be a tuple of floating tensors named by :func:`state_names` (a state of another
+    spec, e.g. (h, c) for an FGR layer, is refused with what it lacks)."""
+    names = state_names(spec)
+    if not isinstance(hx, (tuple, list)) or len(hx) != len(names):
+        got = f"{type(hx).__name__} of length {len(hx)}" if isinstance(hx, (tuple, list)) else type(hx).__name__
+        if len(names) == 3:
+            why = " (its spec has full_gate_recurrence: the previous step's gates are carried as g_0)"
+        else:
+            why = " (only a spec with full_gate_recurrence carries a third tensor, g_0)"
+        raise ArgumentTypeError(f"hx must be a tuple ({', '.join(names)}) for {what}{why}; got {got}")
+    return tuple(floating_tensor(name, t) for name, t in zip(names, hx, strict=True))

@@ -8,7 +8,16 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ...functional import LN_EPS, LayerResult, LayerWeights, check_layer_shapes, expect_shape, reverse_padded
+from ...functional import (
+    LN_EPS,
+    LayerResult,
+    LayerWeights,
+    check_layer_shapes,
+    expect_shape,
+    last_gates,
+    reverse_padded,
+    with_fgr_entry,
+)
 from ...functional import lstm_layer as reference_layer
 from ...spec import CellSpec
 from .op import recurrence
@@ -27,13 +36,21 @@ def _mask(name: str, value: Tensor | float | None, shape: tuple[int, ...], like:
         raise ValueError(f"{name} must broadcast to {shape}; got {tuple(value.shape)}") from None
 
 
-def check(x: Tensor, h0: Tensor, c0: Tensor, w: LayerWeights, spec: CellSpec, lengths: Tensor | None) -> None:
+def check(
+    x: Tensor,
+    h0: Tensor,
+    c0: Tensor,
+    w: LayerWeights,
+    spec: CellSpec,
+    lengths: Tensor | None,
+    g0: Tensor | None = None,
+) -> None:
     """Shapes, dtypes and devices the kernels need; errors name what was expected and what came."""
     if x.dim() != 3:
         raise ValueError(f"x must be (T, B, I); got shape {tuple(x.shape)}")
     if x.dtype not in DTYPES:
         raise TypeError(f"x must have a dtype in {DTYPES}; got {x.dtype}")
-    check_layer_shapes(x, h0, c0, w, spec)
+    check_layer_shapes(x, h0, c0, w, spec, g0)
     B = x.shape[1]
     if lengths is not None:
         expect_shape("lengths", lengths, (B,))
@@ -58,6 +75,7 @@ def lstm_layer(
     zoneout_cell: Tensor | float | None = None,
     zoneout_hidden: Tensor | float | None = None,
     record: bool = False,
+    g0: Tensor | None = None,
 ) -> LayerResult:
     """One layer-direction on the Triton kernels; arguments and result as :func:`lstmkit.functional.lstm_layer`.
 
@@ -80,7 +98,7 @@ def lstm_layer(
         >>> gpu.lstm_layer(x.cuda(), h0.cuda(), h0.cuda(), w.cuda(), CellSpec()).output.shape  # doctest: +SKIP
         torch.Size([5, 2, 4])
     """
-    check(x, h0, c0, w, spec, lengths)
+    check(x, h0, c0, w, spec, lengths, g0)
     T, B = x.shape[0], x.shape[1]
     if T == 0 or B == 0:  # nothing for a kernel to launch on
         return reference_layer(
@@ -95,6 +113,7 @@ def lstm_layer(
             zoneout_cell=zoneout_cell,
             zoneout_hidden=zoneout_hidden,
             record=record,
+            g0=g0,
         )
     H, R = c0.shape[-1], h0.shape[-1]
     if lengths is not None:
@@ -121,6 +140,7 @@ def lstm_layer(
         zx = F.layer_norm(F.linear(x, w.weight_ih), (w.weight_ih.shape[0],), w.ln_ih_weight, bias, LN_EPS)
     else:
         zx = F.linear(x, w.weight_ih, bias)  # (T, B, G*H)
+    zx = with_fgr_entry(zx, g0, w, spec)  # carried gates of full_gate_recurrence enter the first step
     rec_mask = _mask("recurrent_mask", recurrent_mask, (B, R), x)
     hs, cs, acts, *_ = recurrence(
         plan.encode(),
@@ -139,7 +159,10 @@ def lstm_layer(
         _mask("zoneout_hidden", zoneout_hidden, (T, B, R), x),
         valid,
     )
-    return _result(spec, hs, cs, acts, c0.dtype, valid, lengths, reverse, record, H)
+    result = _result(spec, hs, cs, acts, c0.dtype, valid, lengths, reverse, record, H)
+    if spec.full_gate_recurrence:
+        result = result._replace(g_n=last_gates(acts, spec, H, lengths, g0).to(x.dtype))
+    return result
 
 
 def _result(
