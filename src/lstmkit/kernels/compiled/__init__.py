@@ -34,14 +34,23 @@ from __future__ import annotations
 
 import threading
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torch.autograd.function import once_differentiable
 
-from ...functional import LN_EPS, LayerResult, LayerWeights, check_layer_shapes, check_lengths, reverse_padded
+from ...functional import (
+    LN_EPS,
+    LayerResult,
+    LayerWeights,
+    check_layer_shapes,
+    check_lengths,
+    last_gates,
+    reverse_padded,
+    with_fgr_entry,
+)
 from ...functional import lstm_layer as reference_layer
 from ...spec import CellSpec
 from . import build, ops
@@ -119,25 +128,91 @@ class _Recurrence(torch.autograd.Function):
 
     ``hs[t]``/``cs[t]`` are the carried states after step t (``hs[0] = h0``), ``acts`` the gate
     activations in storage order. Forward and backward are ``csrc/lstm.cpp``.
+
+    A backward run with ``create_graph=True`` (gradient penalties, MAML, Hessian-vector products)
+    must itself be differentiable, which the C++ BPTT is not: it then recomputes the recurrence in
+    standard ops (the reference step) from ``rebuild_zx()``, zx built again from the layer's input
+    (held anyway by the projection's backward, so the fast path keeps no extra (T, B, G*H) tensor),
+    and returns that graph's vector-Jacobian product, connected to every input.
     """
 
     @staticmethod
-    def forward(ctx: Any, options: tuple[list[int], float, float, float], *tensors: Tensor | None) -> Any:
+    def forward(
+        ctx: Any,
+        options: tuple[list[int], float, float, float],
+        rebuild_zx: Callable[[], Tensor],
+        *tensors: Tensor | None,
+    ) -> Any:
         # tensors: zx, h0, c0, w_hh, w_hr, w_ch, w_gg, ln_hh, ln_cw, ln_cb, rec_mask, zc_mask, zh_mask, lengths
         out = extension().forward(*tensors, *options)
-        ctx.options = options
+        ctx.options, ctx.rebuild_zx = options, rebuild_zx
         ctx.set_materialize_grads(False)
-        ctx.save_for_backward(*out, *tensors[3:9], *tensors[10:])  # every tensor but zx, h0, c0 and ln_cb
+        # every tensor but zx: the C++ outputs and the weights for BPTT; h0, c0, ln_cb (small) last
+        ctx.save_for_backward(*out, *tensors[3:9], *tensors[10:], tensors[1], tensors[2], tensors[9])
         return out[0], out[1], out[2]
 
     @staticmethod
-    @once_differentiable
     def backward(ctx: Any, d_hs: Tensor | None, d_cs: Tensor | None, d_acts: Tensor | None) -> tuple[Any, ...]:
         cfg, clip, zc, zh = ctx.options
         saved = ctx.saved_tensors
-        grads = extension().backward(d_hs, d_cs, d_acts, list(saved[:11]), *saved[11:], cfg, clip, zc, zh)
+        if torch.is_grad_enabled():  # create_graph=True: a differentiable backward
+            weights, masks, (h0, c0, ln_cb) = saved[11:17], saved[17:21], saved[21:]
+            inputs = (ctx.rebuild_zx(), h0, c0, *weights, ln_cb)
+            grads = _recomputed_vjp(inputs, masks, ctx.options, (d_hs, d_cs, d_acts), ctx.needs_input_grad[2:12])
+            return (None, None, *grads, None, None, None, None)
+        grads = extension().backward(d_hs, d_cs, d_acts, list(saved[:11]), *saved[11:21], cfg, clip, zc, zh)
         # d zx, h0, c0, w_hh, w_hr, w_ch, w_gg, ln_hh, ln_cw, ln_cb; nothing for options, masks and lengths
-        return (None, *grads, None, None, None, None)
+        return (None, None, *grads, None, None, None, None)
+
+
+def _recomputed_vjp(
+    inputs: tuple[Tensor | None, ...],
+    masks: tuple[Tensor | None, ...],
+    options: tuple[list[int], float, float, float],
+    grad_outputs: tuple[Tensor | None, ...],
+    needed: tuple[bool, ...],
+) -> list[Tensor | None]:
+    """The gradients of zx, h0, c0, w_hh, w_hr, w_ch, w_gg, ln_hh, ln_cw, ln_cb (``inputs``) as a
+    graph: the recurrence recomputed step by step in standard ops, then its vector-Jacobian product
+    with ``create_graph=True``, so the result can be differentiated again."""
+    from .lowering import recurrence_steps
+
+    wanted = [k for k, t in enumerate(inputs) if t is not None and needed[k] and t.requires_grad]
+    grads: list[Tensor | None] = [None] * len(inputs)
+    if not wanted or all(g is None for g in grad_outputs):
+        return grads
+    with torch.enable_grad():
+        run: Callable[..., tuple[Tensor, Tensor, Tensor]] = recurrence_steps  # (op arguments, in op order)
+        outs = run(*inputs, *masks, *options)
+        pairs = [(o, g) for o, g in zip(outs, grad_outputs, strict=True) if g is not None]
+        found = torch.autograd.grad(
+            [o for o, _ in pairs],
+            [t for k in wanted if (t := inputs[k]) is not None],
+            [g for _, g in pairs],
+            create_graph=True,
+            allow_unused=True,
+        )
+    for k, g in zip(wanted, found, strict=True):
+        grads[k] = g
+    return grads
+
+
+def _zx_rebuilder(
+    x: Tensor, w: LayerWeights, spec: CellSpec, bias: Tensor | None, g0: Tensor | None
+) -> Callable[[], Tensor]:
+    """zx as :func:`lstm_layer` builds it, in plain differentiable ops, for :class:`_Recurrence`'s
+    backward with ``create_graph=True``; x (T, B, I) and the weights it holds are those the
+    projection's own backward keeps."""
+
+    def rebuild() -> Tensor:
+        GH = w.weight_ih.shape[0]
+        if spec.layer_norm:
+            zx = F.layer_norm(F.linear(x, w.weight_ih), (GH,), w.ln_ih_weight, bias, LN_EPS)
+        else:
+            zx = F.linear(x, w.weight_ih, bias)
+        return with_fgr_entry(zx, g0, w, spec)  # (T, B, G*H)
+
+    return rebuild
 
 
 def _mask(name: str, value: Tensor | float | None, shape: tuple[int, ...], like: Tensor) -> Tensor | None:
@@ -182,6 +257,7 @@ def lstm_layer(
     zoneout_cell: Tensor | float | None = None,
     zoneout_hidden: Tensor | float | None = None,
     record: bool = False,
+    g0: Tensor | None = None,
 ) -> LayerResult:
     """One layer-direction on the compiled kernel; arguments and result as :func:`lstmkit.functional.lstm_layer`.
 
@@ -215,13 +291,14 @@ def lstm_layer(
         "zoneout_cell": zoneout_cell,
         "zoneout_hidden": zoneout_hidden,
         "record": record,
+        "g0": g0,
     }
     if not (_fast_path_ok(x, h0, c0, w) and is_available()):
         return reference_layer(x, h0, c0, w, spec, **kwargs)
 
     T, B = x.shape[0], x.shape[1]
     H, R, G = c0.shape[-1], h0.shape[-1], spec.num_gates
-    check_layer_shapes(x, h0, c0, w, spec)
+    check_layer_shapes(x, h0, c0, w, spec, g0)
     check_lengths(lengths, T, B)
     if lengths is not None:
         lengths = lengths.to(device="cpu", dtype=torch.int64)
@@ -243,6 +320,7 @@ def lstm_layer(
         zx = F.layer_norm(_project(x, w.weight_ih), (G * H,), w.ln_ih_weight, bias, LN_EPS)  # (T, B, G*H)
     else:
         zx = _project(x, w.weight_ih, bias)  # (T, B, G*H), oneDNN GEMMs on CPU float32
+    zx = with_fgr_entry(zx, g0, w, spec)  # carried gates of full_gate_recurrence enter the first step
     clip = float(spec.cell_clip) if spec.cell_clip is not None else -1.0
     options = (_config(spec, H), clip, zc, zh)
     # eager: an autograd.Function that keeps the C++ forward's saved tensors for BPTT; while a graph
@@ -267,9 +345,10 @@ def lstm_layer(
     if capturing:
         hs, cs, acts = ops.apply(options, *tensors)
     elif torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors):
-        hs, cs, acts = _Recurrence.apply(options, *tensors)
+        hs, cs, acts = _Recurrence.apply(options, _zx_rebuilder(x, w, spec, bias, g0), *tensors)
     else:  # no backward to come: nothing is kept for one (memory flat in T but for the output)
-        hs, cs, acts = extension().infer(*tensors, *options, record)
+        # full gate recurrence reads its carried gates from every step's acts
+        hs, cs, acts = extension().infer(*tensors, *options, record or spec.full_gate_recurrence)
 
     valid = None
     if lengths is not None:
@@ -282,7 +361,8 @@ def lstm_layer(
         if gates is not None:
             gates = {k: reverse_padded(v, lengths) for k, v in gates.items()}
     c_n = cs[T] if cs.shape[0] == T + 1 else cs[T % 2]  # inference without recording keeps two steps of c
-    return LayerResult(output, hs[T], c_n, gates)
+    g_n = last_gates(acts, spec, H, lengths, g0) if spec.full_gate_recurrence else None
+    return LayerResult(output, hs[T], c_n, gates, g_n)
 
 
 def _gates(spec: CellSpec, acts: Tensor, cs: Tensor, hidden: Tensor, H: int, valid: Tensor | None) -> dict[str, Tensor]:

@@ -20,7 +20,6 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torch.autograd.function import once_differentiable
 
 
 def _onednn_op() -> Any:
@@ -75,9 +74,13 @@ class _OneDnnLinear(torch.autograd.Function):
         return _OP(x, weight, bias, "none", [], "")
 
     @staticmethod
-    @once_differentiable
     def backward(ctx: Any, dz: Tensor) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
         x, weight = ctx.saved_tensors
+        if torch.is_grad_enabled():  # create_graph=True: the same products in differentiable ops
+            dx = dz @ weight if ctx.needs_input_grad[0] else None
+            dw = dz.t() @ x if ctx.needs_input_grad[1] else None
+            db = dz.sum(0) if ctx.has_bias and ctx.needs_input_grad[2] else None
+            return dx, dw, db
         dz = dz.contiguous()
         dx = _mm(dz, weight.t()) if ctx.needs_input_grad[0] else None  # (N, O) @ (O, I)
         dw = _weight_grad(dz, x) if ctx.needs_input_grad[1] else None  # (O, N) @ (N, I)

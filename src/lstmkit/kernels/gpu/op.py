@@ -89,6 +89,12 @@ def _setup_context(ctx: Any, inputs: tuple[Any, ...], output: tuple[Tensor, ...]
 
 
 def _backward(ctx: Any, d_hs: Opt, d_cs: Opt, d_acts: Opt, *unused: Opt) -> tuple[Any, ...]:
+    if torch.is_grad_enabled():  # create_graph=True: refuse rather than hand back a gradient cut from the graph
+        raise RuntimeError(
+            f"lstmkit's Triton kernel has no second derivative (spec {decode(ctx.plan).spec}): for a gradient "
+            "taken with create_graph=True, run the model under lstmkit.kernels.use('reference') (or "
+            "LSTMKIT_KERNEL=reference), whose backward is differentiable"
+        )
     saved = ctx.saved_tensors
     grads = recurrence_backward(ctx.plan, list(saved[:13]), list(saved[13:]), d_hs, d_cs, d_acts)
     d_zx, d_h0, d_c0, *d_params = grads
