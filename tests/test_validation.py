@@ -151,3 +151,20 @@ def test_kernel_env_validation(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LSTMKIT_KERNEL", "fastest")
     with pytest.raises(ValueError, match="LSTMKIT_KERNEL must be one of .*got 'fastest'"):
         lstmkit.LSTM(3, 4, spec="peephole")(torch.randn(2, 1, 3))
+
+
+@pytest.mark.parametrize(
+    ("sizes", "needle"),
+    [([1, 2], "must not increase"), ([2, 1, 1], "must sum to the number of rows of data (3)")],
+)
+def test_packed_batch_sizes_named_with_torchs_exception_class(sizes: list[int], needle: str) -> None:
+    from torch.nn.utils.rnn import PackedSequence
+
+    packed = PackedSequence(torch.randn(3, 2), torch.tensor(sizes))
+    with pytest.raises(RuntimeError) as torch_err:
+        torch.nn.LSTM(2, 3)(packed)
+    with pytest.raises(type(torch_err.value)) as err:
+        lstmkit.LSTM(2, 3)(packed)
+    message = str(err.value)
+    assert needle in message and "batch_sizes" in message and str(sizes) in message, message
+    assert "\n" not in message

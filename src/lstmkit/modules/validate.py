@@ -136,3 +136,24 @@ def state_tuple(hx: object, what: str, spec: CellSpec) -> tuple[Tensor, ...]:
             why = " (only a spec with full_gate_recurrence carries a third tensor, g_0)"
         raise ArgumentTypeError(f"hx must be a tuple ({', '.join(names)}) for {what}{why}; got {got}")
     return tuple(floating_tensor(name, t) for name, t in zip(names, hx, strict=True))
+
+
+def packed_batch_sizes(batch_sizes: Tensor, rows: int) -> None:
+    """A ``PackedSequence``'s ``batch_sizes`` (T,) must be positive, non-increasing (sequences sorted
+    longest first) and sum to the rows of its ``data`` (torch's own LSTM fails later with an unrelated
+    broadcast or view error); RuntimeError, as torch raises, naming what is wrong."""
+    sizes = [int(n) for n in batch_sizes.tolist()]
+    if any(n <= 0 for n in sizes):
+        raise RuntimeError(f"PackedSequence batch_sizes must all be positive; got {sizes}")
+    rises = [t for t in range(1, len(sizes)) if sizes[t] > sizes[t - 1]]
+    if rises:
+        t = rises[0]
+        raise RuntimeError(
+            "PackedSequence batch_sizes must not increase (sequences sorted longest first, as "
+            f"pack_padded_sequence makes them); got {sizes}, rising from {sizes[t - 1]} to {sizes[t]} at step {t}"
+        )
+    if sum(sizes) != rows:
+        raise RuntimeError(
+            f"PackedSequence batch_sizes must sum to the number of rows of data ({rows}); "
+            f"got {sizes}, summing to {sum(sizes)}"
+        )
