@@ -153,7 +153,7 @@ def stream_runs(tmp_path: Path) -> list[tuple[str, dict[str, object]]]:
     text.write_text("the quick brown fox jumps over the lazy dog; " * 8)
     return [
         ("keyword", {**KEYWORD, "test_len": 120}),
-        ("charlm", {"text_file": str(text), "seq_len": 6, "test_size": 4}),
+        ("charlm", {"text_file": str(text), "seq_len": 4, "test_size": 4}),  # test windows of 4, segments of 6
     ]
 
 

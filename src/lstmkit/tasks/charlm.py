@@ -183,8 +183,9 @@ class CharLMTask(Task):
 
     # ------------------------------------------------------------------ loss and metrics
     def loss(self, prediction: Tensor, batch: Batch) -> Tensor:
-        """Mean cross-entropy (nats per character); prediction (B, seq_len, vocab_size) logits."""
-        check_prediction(prediction, (len(batch), self.seq_len, self.vocab_size), self.name)
+        """Mean cross-entropy (nats per character); prediction (B, T, vocab_size) logits, T the batch's
+        steps (seq_len, or the segment length K in stateful training)."""
+        check_prediction(prediction, (*batch.targets.shape, self.vocab_size), self.name)
         target = batch.targets.to(prediction.device)
         return F.cross_entropy(prediction.reshape(-1, self.vocab_size), target.reshape(-1))
 
