@@ -7,7 +7,18 @@ drop-in compatible with ``torch.nn.LSTM`` and ``torch.nn.LSTMCell``.
 from . import init  # chrono_, forget_bias_, torch_default_ (gate-bias initialisation)
 from .functional import CellGates, LayerWeights, lstm_layer, lstm_step
 from .interop import export_onnx  # imports onnx only when called
-from .modules import LSTM, MLSTM, SLSTM, LSTMCell, MinLSTM, MinLSTMCell, MLSTMCell, SeedLSTMCell, SLSTMCell
+from .modules import (
+    LSTM,
+    MLSTM,
+    SLSTM,
+    LSTMCell,
+    MinLSTM,
+    MinLSTMCell,
+    MLSTMCell,
+    SeedLSTMCell,
+    SLSTMCell,
+    Stream,
+)
 from .spec import PRESETS, CellSpec
 from .trace import GateTrace
 
@@ -41,6 +52,7 @@ __all__ = [
     "MinLSTMCell",
     "SLSTMCell",
     "SeedLSTMCell",
+    "Stream",
     "__version__",
     "export_onnx",
     "init",

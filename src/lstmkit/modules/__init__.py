@@ -1,4 +1,4 @@
-"""``nn.Module``s: :class:`LSTMCell` and :class:`LSTM`, drop-ins for torch's."""
+"""``nn.Module``s: :class:`LSTMCell` and :class:`LSTM`, drop-ins for torch's, and :class:`Stream`."""
 
 from .cell import LSTMCell
 from .lstm import LSTM
@@ -6,6 +6,7 @@ from .minlstm import MinLSTM, MinLSTMCell
 from .mlstm import MLSTM, MLSTMCell
 from .seed import SeedLSTMCell
 from .slstm import SLSTM, SLSTMCell
+from .stream import Stream
 
 __all__ = [
     "LSTM",
@@ -17,4 +18,5 @@ __all__ = [
     "MinLSTMCell",
     "SLSTMCell",
     "SeedLSTMCell",
+    "Stream",
 ]

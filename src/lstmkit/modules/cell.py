@@ -100,6 +100,13 @@ class LSTMCell(nn.Module):
         why = "batched or unbatched input, optional states with previous gates"
         raise base.script_unsupported(type(self).__name__, why)
 
+    def stream(self, batch_size: int) -> Any:
+        """A :class:`~lstmkit.Stream` of ``batch_size`` independent streams through this module: the
+        state carried from call to call, frames or chunks in, chosen streams reset by a mask."""
+        from .stream import Stream  # stream.py builds on this module
+
+        return Stream(self, batch_size)
+
     def extra_repr(self) -> str:
         s = f"{self.input_size}, {self.hidden_size}"
         if not self.bias:

@@ -172,6 +172,13 @@ class LSTM(nn.Module):
         why = "a PackedSequence or tensor input, optional states, the kernel choice"
         raise base.script_unsupported(type(self).__name__, why)
 
+    def stream(self, batch_size: int) -> Any:
+        """A :class:`~lstmkit.Stream` of ``batch_size`` independent streams through this module: the
+        state carried from call to call, frames or chunks in, chosen streams reset by a mask."""
+        from .stream import Stream  # stream.py builds on this module
+
+        return Stream(self, batch_size)
+
     def extra_repr(self) -> str:
         s = f"{self.input_size}, {self.hidden_size}"
         defaults = {
@@ -293,6 +300,7 @@ class LSTM(nn.Module):
         sorted_idx = input.sorted_indices if packed else None
         unsorted_idx = input.unsorted_indices if packed else None
         if packed:
+            validate.packed_batch_sizes(input.batch_sizes, input.data.shape[0])
             batch = int(input.batch_sizes[0])
         elif batched:
             batch = x.shape[0] if self.batch_first else x.shape[1]
