@@ -26,6 +26,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from . import lowering
+
 OPTIONAL = ("w_hr", "w_ch", "w_gg", "ln_hh", "ln_cw", "ln_cb", "rec_mask", "zc_mask", "zh_mask", "lengths")
 """The optional tensor arguments, in signature order after zx, h0, c0, w_hh."""
 GRAD_OF = ("zx", "h0", "c0", "w_hh", "w_hr", "w_ch", "w_gg", "ln_hh", "ln_cw", "ln_cb")
@@ -134,3 +136,6 @@ recurrence.register_autograd(_backward, setup_context=_setup_context)
 def apply(options: tuple[list[int], float, float, float], *tensors: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
     """:func:`recurrence` with the arguments in the order of ``_Recurrence.apply`` (options first)."""
     return recurrence(*tensors, *options)
+
+
+lowering.register(recurrence)  # standard ops for run_decompositions (ExecuTorch); eager and capture never use it
