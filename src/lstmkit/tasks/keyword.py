@@ -41,7 +41,9 @@ ENDLESS = -1
 
 
 class KeywordTask(Task):
-    """Keyword in a stream: at every step, the index of the last keyword seen (see the module docstring).
+    """Keyword in a stream: at every step, the index of the last keyword seen, however long ago.
+
+    See the module docstring for the stream, the stateless windows and the stateful streams.
 
     Inputs (B, seq_len) int64 symbol ids (``vocab_size`` = noise + keywords, embedded by the model);
     targets (B, seq_len) int64 keyword indices; mask (B, seq_len) True at real steps; readout "all":
