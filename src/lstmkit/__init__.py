@@ -7,6 +7,7 @@ drop-in compatible with ``torch.nn.LSTM`` and ``torch.nn.LSTMCell``.
 from . import init  # chrono_, forget_bias_, torch_default_ (gate-bias initialisation)
 from .functional import CellGates, LayerWeights, lstm_layer, lstm_step
 from .interop import export_onnx  # imports onnx only when called
+from .interop.quantize import quantize  # int8 weights per channel, dynamic int8 activations (CPU inference)
 from .modules import (
     LSTM,
     MLSTM,
@@ -58,4 +59,5 @@ __all__ = [
     "init",
     "lstm_layer",
     "lstm_step",
+    "quantize",
 ]
