@@ -103,3 +103,31 @@ def test_python_m_benchmarks_is_the_same_harness() -> None:
     import benchmarks.__main__ as entry
 
     assert entry.main is run.main
+
+
+def test_step_rows_are_ratios_to_nn_lstm_in_the_same_run() -> None:
+    from lstmkit.bench import step
+
+    rows = step.time_steps(hidden=8, input_size=4, specs=("peephole", "fgr", "return_gates"), reps=1, calls=2)
+    base = rows["nn.LSTM"]
+    for name in ("peephole", "fgr", "return_gates"):
+        row = rows[name]
+        assert row["call_ratio"] == row["call_s"] / base["call_s"]
+        assert row["stream_ratio"] == row["stream_s"] / base["call_s"]
+        assert row["chunk_ratio"] == row["chunk_s"] / base["chunk_s"]
+        assert all(v > 0 for v in row.values())
+
+
+def test_step_targets_and_table() -> None:
+    from lstmkit.bench import step
+
+    rows = {
+        "nn.LSTM": {"call_s": 1e-5, "chunk_s": 5e-6},
+        "peephole": {"call_ratio": 1.1, "stream_ratio": 1.3, "chunk_ratio": 1.0},  # the stream step misses
+    }
+    result = {"runs": [{"threads": 1, "grid": [], "extra": [], "step": [{"H": 64, "I": 64, "rows": rows}]}]}
+    checks = {c["measure"]: c for c in report.targets(result) if c["contender"] == "lstmkit peephole"}
+    assert checks["call step / nn.LSTM"]["met"] and checks[f"chunk of {step.CHUNK} / nn.LSTM"]["met"]
+    assert not checks["stream step / nn.LSTM"]["met"]
+    table = "\n".join(step.markdown(result["runs"][0]["step"]))
+    assert "| peephole | 1.10 | 1.30 | 1.00 |" in table

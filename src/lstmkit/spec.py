@@ -68,6 +68,16 @@ class CellSpec:
     cell_clip: float | None = None
 
     def __post_init__(self) -> None:
+        keep = {
+            "input": self.input_gate,
+            "forget": self.forget_gate and not self.coupled,
+            "candidate": True,
+            "output": self.output_gate,
+        }
+        gates = tuple(name for name in GATE_NAMES if keep[name])
+        # the derived layout, computed once: read on every call of a layer (not dataclass fields)
+        object.__setattr__(self, "_gates", gates)
+        object.__setattr__(self, "_sigmoid_gates", tuple(g for g in ("input", "forget", "output") if g in gates))
         for name in ("gate_activation", "candidate_activation", "cell_activation"):
             value = getattr(self, name)
             if value not in ACTIVATIONS:
@@ -90,28 +100,22 @@ class CellSpec:
     @property
     def gates(self) -> tuple[str, ...]:
         """Computed gate blocks in storage order; their count is G."""
-        keep = {
-            "input": self.input_gate,
-            "forget": self.forget_gate and not self.coupled,
-            "candidate": True,
-            "output": self.output_gate,
-        }
-        return tuple(name for name in GATE_NAMES if keep[name])
+        return self._gates  # type: ignore[attr-defined]
 
     @property
     def num_gates(self) -> int:
         """G, the number of gate blocks in ``weight_ih``/``weight_hh`` rows."""
-        return len(self.gates)
+        return len(self._gates)  # type: ignore[attr-defined]
 
     @property
     def sigmoid_gates(self) -> tuple[str, ...]:
         """Computed gates among i, f, o (the ones peepholes and FGR connect), in that order."""
-        return tuple(g for g in ("input", "forget", "output") if g in self.gates)
+        return self._sigmoid_gates  # type: ignore[attr-defined]
 
     @property
     def is_plain(self) -> bool:
         """True when the spec is exactly ``torch.nn.LSTM``'s cell."""
-        return self == CellSpec()
+        return self == _PLAIN
 
     def replace(self, **changes: object) -> CellSpec:
         """A copy with some fields changed (validated again)."""
@@ -129,6 +133,8 @@ class CellSpec:
         except KeyError:
             raise ValueError(f"unknown spec preset {name!r}; expected one of {sorted(PRESETS)}") from None
 
+
+_PLAIN = CellSpec()
 
 PRESETS: dict[str, CellSpec] = {
     # Greff et al. 2017, "LSTM: A Search Space Odyssey". Their V (vanilla) has peepholes; here "vanilla"

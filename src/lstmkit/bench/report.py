@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from . import step
 from .contenders import BASELINE, CONTENDERS, SCRIPTED_RIVAL, goals
 
 RIVAL_FACTOR = 3.0
@@ -46,6 +47,16 @@ def targets(result: dict[str, Any]) -> list[dict[str, Any]]:
                     goal = f">= {RIVAL_FACTOR}"
                     checks.append({**where, "measure": f"{rival} / this, training", "value": got, "goal": goal})
                     checks[-1]["met"] = got >= RIVAL_FACTOR
+        for entry in run.get("step", []):
+            shape = f"T=1 B=1 H={entry['H']}"
+            for name, row in entry["rows"].items():
+                for way in ("call", "stream", "chunk"):
+                    if f"{way}_ratio" in row and name != BASELINE:
+                        got = row[f"{way}_ratio"]
+                        measure = f"{way} step / nn.LSTM" if way != "chunk" else f"chunk of {step.CHUNK} / nn.LSTM"
+                        where = {"threads": run["threads"], "case": shape, "contender": f"lstmkit {name}"}
+                        checks.append({**where, "measure": measure, "value": got, "goal": f"<= {step.STEP_GOAL}"})
+                        checks[-1]["met"] = got <= step.STEP_GOAL
     return checks
 
 
@@ -93,6 +104,7 @@ def markdown(result: dict[str, Any]) -> str:
         ]
         if run["extra"]:
             lines += ["", *_ratio_table(run["extra"])]
+        lines += step.markdown(run.get("step", []))
     if result["sweep"]:
         lines += ["", "Training step, time and peak memory (growth of the resident set in a fresh process) vs T:", ""]
         lines += ["| contender | T | seconds | peak MiB | MiB per 1000 steps |", "|---|---|---|---|---|"]

@@ -22,7 +22,11 @@ import torch
 
 from . import memory, report
 from .contenders import BASELINE, CONTENDERS, SCRIPTED_PEEPHOLE, by_name, lstm_flops
+from .step import time_steps
 from .timing import forward_step, interleaved_medians, matmul_peak, training_step
+
+STEP_INPUT = 64
+"""Input size I of the per-step latency table."""
 
 
 @dataclass(frozen=True)
@@ -36,6 +40,7 @@ class Plan:
     bidirectional: tuple[int, int, int, int] | None  # (T, B, H, layers) of the stacked case, None: skip
     sweep: tuple[tuple[int, ...], int, int] | None  # (Ts, B, H) of the memory sweep, None: skip
     matmul_n: int  # size of the square matmul whose GFLOP/s is the peak
+    step: tuple[int, ...] = ()  # hidden sizes of the per-step latency table (T = 1, B = 1), () to skip
     contenders: tuple[str, ...] = field(default_factory=lambda: tuple(c.name for c in CONTENDERS))  # main table
 
 
@@ -47,6 +52,7 @@ FULL = Plan(
     bidirectional=(100, 16, 256, 2),
     sweep=((500, 1000, 2000), 8, 128),
     matmul_n=2048,
+    step=(64, 256),
 )
 QUICK = Plan(
     grid=((1, 64), (16, 128)),
@@ -56,6 +62,7 @@ QUICK = Plan(
     bidirectional=(20, 4, 32, 2),
     sweep=None,
     matmul_n=1024,
+    step=(64,),
 )
 LONG_CONTENDERS = [BASELINE, "lstmkit return_gates", "lstmkit peephole", "lstmkit layernorm", SCRIPTED_PEEPHOLE]
 SWEEP_CONTENDERS = [BASELINE, "lstmkit peephole"]
@@ -109,6 +116,10 @@ def run_threads(plan: Plan, reps: int, threads: int, log: Any) -> dict[str, Any]
         multi = [c.name for c in by_name(list(plan.contenders)) if not c.single_layer_only]
         out["extra"].append(time_case(multi, T, B, H, reps, layers=layers, bi=True))
         log(f"[{threads} threads] bidirectional done ({time.perf_counter() - start:.0f} s)")
+    out["step"] = []
+    for H in plan.step:
+        out["step"].append({"H": H, "I": STEP_INPUT, "rows": time_steps(H, STEP_INPUT, reps=3 * reps)})
+        log(f"[{threads} threads] step latency H={H} done ({time.perf_counter() - start:.0f} s)")
     return out
 
 

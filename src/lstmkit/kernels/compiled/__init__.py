@@ -32,6 +32,7 @@ Example::
 
 from __future__ import annotations
 
+import functools
 import threading
 import warnings
 from collections.abc import Callable
@@ -102,6 +103,11 @@ def is_available() -> bool:
                     stacklevel=2,
                 )
     return _state["ext"] is not None
+
+
+@functools.lru_cache(maxsize=256)
+def _config_cached(spec: CellSpec, H: int) -> tuple[int, ...]:
+    return tuple(_config(spec, H))
 
 
 def _config(spec: CellSpec, H: int) -> list[int]:
@@ -229,6 +235,14 @@ def unsupported_reason(x: Tensor, h0: Tensor, c0: Tensor, w: LayerWeights) -> st
     """Why the C++ kernel cannot run these tensors (None when it can): it takes CPU tensors of one
     dtype, float32 or float64, and a sequence of at least one step."""
     tensors = [t for t in (x, h0, c0, *w) if t is not None]
+    dtype = x.dtype
+    if (
+        (dtype is torch.float32 or dtype is torch.float64)
+        and x.dim() == 3
+        and x.shape[0] > 0
+        and all(t.dtype is dtype and t.device.type == "cpu" for t in tensors)
+    ):
+        return None  # the common case, decided without building a message
     if x.dtype not in (torch.float32, torch.float64):
         return f"it computes in float32 or float64; got {x.dtype}"
     if x.dim() != 3 or x.shape[0] == 0:
@@ -322,7 +336,7 @@ def lstm_layer(
         zx = _project(x, w.weight_ih, bias)  # (T, B, G*H), oneDNN GEMMs on CPU float32
     zx = with_fgr_entry(zx, g0, w, spec)  # carried gates of full_gate_recurrence enter the first step
     clip = float(spec.cell_clip) if spec.cell_clip is not None else -1.0
-    options = (_config(spec, H), clip, zc, zh)
+    options = (list(_config_cached(spec, H)), clip, zc, zh)
     # eager: an autograd.Function that keeps the C++ forward's saved tensors for BPTT; while a graph
     # is captured (torch.compile, torch.export): the custom op, one node with T symbolic
     capturing = torch.compiler.is_compiling() or torch.jit.is_tracing()

@@ -93,5 +93,8 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     if not uses_onednn(x, weight) or (bias is not None and bias.dtype != torch.float32):
         return F.linear(x, weight, bias)
     lead = x.shape[:-1]
-    z = _OneDnnLinear.apply(x.reshape(-1, x.shape[-1]).contiguous(), weight.contiguous(), bias)
+    rows = x.reshape(-1, x.shape[-1]).contiguous()
+    if not torch.is_grad_enabled():  # no graph to record: the product alone
+        return _OP(rows, weight.contiguous(), bias, "none", [], "").reshape(*lead, weight.shape[0])
+    z = _OneDnnLinear.apply(rows, weight.contiguous(), bias)
     return z.reshape(*lead, weight.shape[0])
