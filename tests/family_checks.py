@@ -112,7 +112,7 @@ def boundary_errors(make: Callable[..., nn.Module], state_len: int) -> None:
         model(x, bad)
     with pytest.raises(TypeError, match="dtype"):
         model(x.float())
-    with pytest.raises(ValueError, match="hidden_size must be a positive int; got 0"):
+    with pytest.raises(ValueError, match="hidden_size must be greater than zero; got 0"):
         make(3, 0)
     with pytest.raises(TypeError, match="return_gates must be a bool"):
         model(x, None, "yes")

@@ -17,12 +17,17 @@ def lstm() -> lstmkit.LSTM:
 
 
 def test_wrong_rank(lstm: lstmkit.LSTM) -> None:
-    with pytest.raises(ValueError, match=re.escape("(T, B, 10)") + ".*got shape \\(2, 3, 4, 10\\)"):
+    with pytest.raises(
+        ValueError,
+        match="^LSTM: Expected input to be 2D or 3D, got 4D instead: .*"
+        + re.escape("(T, B, 10)")
+        + ".*got shape \\(2, 3, 4, 10\\)",
+    ):
         lstm(torch.randn(2, 3, 4, 10))
 
 
 def test_wrong_feature_size(lstm: lstmkit.LSTM) -> None:
-    with pytest.raises(ValueError, match=re.escape("got shape (5, 7, 3)")):
+    with pytest.raises(ValueError, match=re.escape("Expected 10, got 3: ") + ".*" + re.escape("got shape (5, 7, 3)")):
         lstm(torch.randn(5, 7, 3))
 
 
@@ -42,20 +47,23 @@ def test_hx_wrong_shape(lstm: lstmkit.LSTM) -> None:
     x = torch.randn(5, 3, 10)
     h = torch.zeros(1, 3, 20)
     c = torch.zeros(2, 3, 20)
-    with pytest.raises(ValueError, match=re.escape("h_0 must have shape (2, 3, 20)") + ".*got \\(1, 3, 20\\)"):
+    want = re.escape("Expected hidden[0] size (2, 3, 20), got [1, 3, 20]: h_0 must have shape (2, 3, 20)")
+    with pytest.raises(ValueError, match=want + ".*got \\(1, 3, 20\\)"):
         lstm(x, (h, c))
 
 
 def test_batch_mismatch_between_input_and_state(lstm: lstmkit.LSTM) -> None:
     x = torch.randn(5, 3, 10)
     state = (torch.zeros(2, 4, 20), torch.zeros(2, 4, 20))
-    with pytest.raises(ValueError, match=re.escape("must have shape (2, 3, 20)") + ".*batch.*got \\(2, 4, 20\\)"):
+    want = re.escape("Expected hidden[0] size (2, 3, 20), got [2, 4, 20]: h_0 must have shape (2, 3, 20)")
+    with pytest.raises(ValueError, match=want + ".*batch.*got \\(2, 4, 20\\)"):
         lstm(x, state)
 
 
 def test_cell_batch_mismatch() -> None:
     cell = lstmkit.LSTMCell(4, 6)
-    with pytest.raises(ValueError, match=re.escape("h_0 must have shape (3, 6)") + ".*got \\(2, 6\\)"):
+    want = re.escape("Input batch size 3 doesn't match hidden0 batch size 2: h_0 must have shape (3, 6)")
+    with pytest.raises(ValueError, match=want + ".*got \\(2, 6\\)"):
         cell(torch.randn(3, 4), (torch.zeros(2, 6), torch.zeros(3, 6)))
 
 
@@ -65,19 +73,26 @@ def test_hx_not_a_pair(lstm: lstmkit.LSTM) -> None:
 
 
 def test_dtype_mismatch(lstm: lstmkit.LSTM) -> None:
-    with pytest.raises(TypeError, match="input has dtype torch.float64 but the parameters have dtype torch.float32"):
+    with pytest.raises(
+        TypeError, match=re.escape("RNN input dtype (torch.float64) does not match weight dtype (torch.float32)")
+    ):
         lstm(torch.randn(5, 3, 10, dtype=torch.float64))
 
 
 def test_state_dtype_mismatch(lstm: lstmkit.LSTM) -> None:
     h = torch.zeros(2, 3, 20, dtype=torch.float64)
-    with pytest.raises(TypeError, match="h_0 has dtype torch.float64"):
+    with pytest.raises(
+        TypeError, match=re.escape("h_0 dtype (torch.float64) does not match weight dtype (torch.float32)")
+    ):
         lstm(torch.randn(5, 3, 10), (h, torch.zeros(2, 3, 20)))
 
 
 def test_device_mismatch(lstm: lstmkit.LSTM) -> None:
     x = torch.randn(5, 3, 10, device="meta")
-    with pytest.raises(ValueError, match="input is on device meta but the parameters are on cpu"):
+    want = (
+        "Input and parameter tensors are not at the same device, found input tensor at meta and parameter tensor at cpu"
+    )
+    with pytest.raises(ValueError, match=want):
         lstm(x)
 
 
@@ -90,27 +105,45 @@ def test_non_floating_input(lstm: lstmkit.LSTM) -> None:
 
 def test_cell_wrong_input() -> None:
     cell = lstmkit.LSTMCell(4, 6)
-    with pytest.raises(ValueError, match=re.escape("(B, 4) or (4,); got a 3-D tensor of shape (1, 2, 4)")):
+    with pytest.raises(
+        ValueError, match=re.escape("got 3D instead: input must be (B, 4) or (4,); got shape (1, 2, 4)")
+    ):
         cell(torch.randn(1, 2, 4))
-    with pytest.raises(ValueError, match=re.escape("4 features (last dim); got shape (2, 5)")):
+    with pytest.raises(
+        ValueError, match=re.escape("got 5 expected 4: LSTMCell input must be (B, 4) or (4,); got shape (2, 5)")
+    ):
         cell(torch.randn(2, 5))
 
 
 @pytest.mark.parametrize(
     ("kwargs", "error", "message"),
     [
-        ({"input_size": 0}, ValueError, "input_size must be a positive int; got 0"),
-        ({"hidden_size": -3}, ValueError, "hidden_size must be a positive int; got -3"),
-        ({"hidden_size": 2.5}, TypeError, "hidden_size must be an int; got float 2.5"),
-        ({"num_layers": 0}, ValueError, "num_layers must be a positive int; got 0"),
-        ({"dropout": 1.5}, ValueError, re.escape("dropout must be in [0, 1]; got 1.5")),
-        ({"dropout": -0.1}, ValueError, re.escape("dropout must be in [0, 1]; got -0.1")),
-        ({"proj_size": 20}, ValueError, re.escape("proj_size must be 0 or in [1, hidden_size=20); got 20")),
-        ({"proj_size": -1}, ValueError, "proj_size must be 0 or in"),
-        ({"bidirectional": 2}, TypeError, re.escape("bidirectional must be a bool (or 0 / 1); got int 2")),
+        ({"input_size": 0}, ValueError, "input_size must be greater than zero; got 0"),
+        ({"hidden_size": -3}, ValueError, "hidden_size must be greater than zero; got -3"),
+        ({"hidden_size": 2.5}, TypeError, "hidden_size should be of type int, got: float 2.5"),
+        ({"num_layers": 0}, ValueError, "num_layers must be greater than zero; got 0"),
+        ({"dropout": 1.5}, ValueError, re.escape("dropout should be a number in range [0, 1] ") + ".*; got 1.5"),
+        ({"dropout": -0.1}, ValueError, re.escape("dropout should be a number in range [0, 1] ") + ".*; got -0.1"),
+        (
+            {"proj_size": 20},
+            ValueError,
+            "proj_size has to be smaller than hidden_size; got proj_size=20, hidden_size=20",
+        ),
+        ({"proj_size": -1}, ValueError, "proj_size should be a positive integer or zero .*; got -1"),
+        ({"bidirectional": 2}, TypeError, re.escape("bidirectional should be of type bool, got: int 2 (expected True")),
+        ({"bias": 1}, TypeError, re.escape("bias should be of type bool, got: int 1 (expected True or False)")),
         ({"spec": "bogus"}, ValueError, "unknown spec preset 'bogus'"),
-        ({"recurrent_dropout": 1.0}, ValueError, re.escape("recurrent_dropout must be in [0, 1); got 1.0")),
-        ({"zoneout": (0.1, 1.2)}, ValueError, re.escape("zoneout[1] (hidden) must be in [0, 1); got 1.2")),
+        (
+            {"recurrent_dropout": 1.0},
+            ValueError,
+            re.escape("recurrent_dropout should be a number in range [0, 1) ") + ".*; got 1.0",
+        ),
+        (
+            {"zoneout": (0.1, 1.2)},
+            ValueError,
+            re.escape("zoneout[1] (hidden) should be a number in range [0, 1) ")
+            + ".*keeping the previous value; got 1.2",
+        ),
         ({"zoneout": "x"}, TypeError, "zoneout must be a float or a pair"),
         ({"forget_bias": 1.0, "bias": False}, ValueError, "forget_bias=1.0 needs bias=True"),
         ({"dtype": torch.int32}, TypeError, "dtype must be a floating-point dtype; got torch.int32"),
@@ -123,14 +156,18 @@ def test_constructor_arguments(kwargs: dict, error: type, message: str) -> None:
 
 
 def test_cell_constructor_arguments() -> None:
-    with pytest.raises(ValueError, match="hidden_size must be a positive int; got 0"):
+    with pytest.raises(ValueError, match="hidden_size must be greater than zero; got 0"):
         lstmkit.LSTMCell(3, 0)
-    with pytest.raises(TypeError, match="bias must be a bool"):
+    with pytest.raises(TypeError, match="bias should be of type bool, got: str"):
         lstmkit.LSTMCell(3, 4, bias="yes")  # type: ignore[arg-type]
 
 
 def test_dropout_with_one_layer_warns() -> None:
-    with pytest.warns(UserWarning, match="no effect with num_layers=1"):
+    with pytest.warns(
+        UserWarning,
+        match="non-zero dropout expects num_layers greater than 1, but got dropout=0.5 and num_layers=1: it has no "
+        "effect",
+    ):
         lstmkit.LSTM(3, 4, dropout=0.5)
 
 

@@ -79,7 +79,7 @@ class LSTMCell(nn.Module):
         super().__init__()
         self.input_size = validate.positive_int("input_size", input_size)
         self.hidden_size = validate.positive_int("hidden_size", hidden_size)
-        self.bias = bias = validate.flag("bias", bias)
+        self.bias = bias = validate.flag("bias", bias)  # torch's LSTMCell takes 0 / 1 too
         self.spec = resolve_spec(spec)
         self.forget_bias = validate.forget_bias(forget_bias, self.spec, bias)
         self.init, self.t_max = module_init(init, t_max, forget_bias, bias)
@@ -118,15 +118,7 @@ class LSTMCell(nn.Module):
     # ---------------------------------------------------------------- boundary
     def _prepare(self, input: Tensor, hx: Any) -> tuple[Tensor, Tensor, Tensor, Tensor | None, bool]:
         x = validate.floating_tensor("input", input)
-        if x.dim() not in (1, 2):
-            raise ValueError(
-                f"LSTMCell input must be (B, {self.input_size}) or ({self.input_size},); "
-                f"got a {x.dim()}-D tensor of shape {tuple(x.shape)}"
-            )
-        if x.shape[-1] != self.input_size:
-            raise validate.ShapeError(
-                f"LSTMCell input must have {self.input_size} features (last dim); got shape {tuple(x.shape)}"
-            )
+        validate.cell_input(x, self.input_size)
         validate.matches_parameters("input", x, self.weight_ih)
         batched = x.dim() == 2
         if not batched:
@@ -140,10 +132,7 @@ class LSTMCell(nn.Module):
             state = validate.state_tuple(hx, "LSTMCell", self.spec)
             h, c = state[0], state[1]
             prev_gates = state[2] if len(state) == 3 else None
-            want = (B, H) if batched else (H,)
-            note = "batch of the input, hidden_size" if batched else "unbatched input"
-            validate.expect_shape("h_0", h, want, note)
-            validate.expect_shape("c_0", c, want, note)
+            validate.cell_state((h, c), B, H, batched)
             validate.matches_parameters("h_0", h, self.weight_ih)
             validate.matches_parameters("c_0", c, self.weight_ih)
             if not batched:

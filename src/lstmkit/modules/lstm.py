@@ -119,19 +119,24 @@ class LSTM(nn.Module):
         self.input_size = validate.positive_int("input_size", input_size)
         self.hidden_size = validate.positive_int("hidden_size", hidden_size)
         self.num_layers = validate.positive_int("num_layers", num_layers)
-        self.bias = bias = validate.flag("bias", bias)
-        self.batch_first = validate.flag("batch_first", batch_first)
+        self.bias = bias = validate.flag("bias", bias, ints=False)
+        self.batch_first = validate.flag("batch_first", batch_first, ints=False)
         self.bidirectional = bidirectional = validate.flag("bidirectional", bidirectional)
         self.dropout = validate.probability("dropout", dropout)
         if self.dropout > 0 and num_layers == 1:
             warnings.warn(
-                f"dropout={dropout} acts between layers, so it has no effect with num_layers=1",
+                "dropout option adds dropout after all but last recurrent layer, so non-zero dropout expects "
+                f"num_layers greater than 1, but got dropout={dropout} and num_layers={num_layers}: it has no effect",
                 stacklevel=2,
             )
         if isinstance(proj_size, bool) or not isinstance(proj_size, int):
             raise TypeError(f"proj_size must be an int; got {type(proj_size).__name__} {proj_size!r}")
-        if proj_size < 0 or proj_size >= hidden_size:
-            raise ValueError(f"proj_size must be 0 or in [1, hidden_size={hidden_size}); got {proj_size}")
+        if proj_size < 0:
+            raise ValueError(f"proj_size should be a positive integer or zero to disable projections; got {proj_size}")
+        if proj_size >= hidden_size:
+            raise ValueError(
+                f"proj_size has to be smaller than hidden_size; got proj_size={proj_size}, hidden_size={hidden_size}"
+            )
         self.proj_size = proj_size
         self.spec = resolve_spec(spec)
         self.forget_bias = validate.forget_bias(forget_bias, self.spec, bias)
@@ -242,8 +247,14 @@ class LSTM(nn.Module):
     def _check_input(self, input: Any) -> tuple[Tensor, bool]:
         if isinstance(input, PackedSequence):
             data = validate.floating_tensor("PackedSequence data", input.data)
-            if data.dim() != 2 or data.shape[1] != self.input_size:
+            if data.dim() != 2:
                 raise validate.ShapeError(
+                    f"input must have 2 dimensions, got {data.dim()}: PackedSequence data must be "
+                    f"(N, {self.input_size}); got {tuple(data.shape)}"
+                )
+            if data.shape[1] != self.input_size:
+                raise validate.ShapeError(
+                    f"input.size(-1) must be equal to input_size. Expected {self.input_size}, got {data.shape[1]}: "
                     f"PackedSequence data must be (N, {self.input_size}); got {tuple(data.shape)}"
                 )
             validate.matches_parameters("input", data, self.weight_ih_l0)
@@ -252,12 +263,21 @@ class LSTM(nn.Module):
         layout = "(B, T, I)" if self.batch_first else "(T, B, I)"
         expected = f"{layout.replace('I', str(self.input_size))} or (T, {self.input_size}) unbatched"
         if x.dim() not in (2, 3):
-            raise ValueError(f"LSTM input must be {expected}; got shape {tuple(x.shape)}")
+            raise ValueError(
+                f"LSTM: Expected input to be 2D or 3D, got {x.dim()}D instead: input must be {expected}; "
+                f"got shape {tuple(x.shape)}"
+            )
         if x.shape[-1] != self.input_size:
-            raise validate.ShapeError(f"LSTM input must be {expected}; got shape {tuple(x.shape)}")
+            raise validate.ShapeError(
+                f"input.size(-1) must be equal to input_size. Expected {self.input_size}, got {x.shape[-1]}: "
+                f"LSTM input must be {expected}; got shape {tuple(x.shape)}"
+            )
         time_axis = 1 if (self.batch_first and x.dim() == 3) else 0
         if x.shape[time_axis] == 0:
-            raise validate.ShapeError(f"LSTM input must have at least one time step; got shape {tuple(x.shape)}")
+            raise validate.ShapeError(
+                "Expected sequence length to be larger than 0 in RNN: LSTM input must have at least one time "
+                f"step; got shape {tuple(x.shape)}"
+            )
         validate.matches_parameters("input", x, self.weight_ih_l0)
         return x, x.dim() == 3
 
@@ -277,13 +297,14 @@ class LSTM(nn.Module):
         if hx is None:
             return tuple(like.new_zeros(LD, batch, size) for _, size, _ in sizes)
         state = validate.state_tuple(hx, "LSTM", self.spec)
-        for (name, size, last), t in zip(sizes, state, strict=True):
+        validate.state_dims(state, batched)
+        for index, ((name, size, last), t) in enumerate(zip(sizes, state, strict=True)):
             want: tuple[int, ...]
             if batched:
                 want, note = (LD, batch, size), f"num_layers * num_directions, batch of the input, {last}"
             else:
                 want, note = (LD, size), f"unbatched input: num_layers * num_directions, {last}"
-            validate.expect_shape(name, t, want, note)
+            validate.hidden_size(index, name, t, want, note)
             validate.matches_parameters(name, t, self.weight_ih_l0)
         if not batched:
             state = tuple(t.unsqueeze(1) for t in state)
@@ -298,7 +319,6 @@ class LSTM(nn.Module):
         x, batched = self._check_input(input)
         packed = isinstance(input, PackedSequence)
         sorted_idx = input.sorted_indices if packed else None
-        unsorted_idx = input.unsorted_indices if packed else None
         if packed:
             validate.packed_batch_sizes(input.batch_sizes, input.data.shape[0])
             batch = int(input.batch_sizes[0])
@@ -309,33 +329,41 @@ class LSTM(nn.Module):
         state = self._check_state(hx, batch, batched, x)
         if sorted_idx is not None:
             state = tuple(t.index_select(1, sorted_idx) for t in state)
-        h0, c0 = state[0], state[1]
+        return self._run(x, state, return_gates, batched=batched, packed=input if packed else None)
 
+    def _run(
+        self, x: Tensor, state: tuple[Tensor, ...], return_gates: bool, *, batched: bool, packed: PackedSequence | None
+    ) -> Any:
+        """``forward`` after the boundary: ``x`` checked (the data of ``packed`` when given), ``state``
+        checked (L*D, B, ·) tensors in ``x``'s batch order. A :class:`~lstmkit.Stream` calls this directly
+        with the state this module returned on its previous call, which needs no second check."""
+        sorted_idx = packed.sorted_indices if packed is not None else None
+        unsorted_idx = packed.unsorted_indices if packed is not None else None
         # zoneout acts at every step in evaluation too (as its expectation)
         per_step = (self.training and self.recurrent_dropout > 0) or self.zoneout != (0.0, 0.0)
         kernel = kernels.choose(self.spec, record=return_gates, per_step_regularised=per_step)
         trace = None
         final: tuple[Tensor, ...]
         if kernel == "native":
-            data = x if (batched or packed) else x.unsqueeze(1 if not self.batch_first else 0)
+            data = x if (batched or packed is not None) else x.unsqueeze(1 if not self.batch_first else 0)
             out, h_n, c_n = native_lstm(
                 data,
-                (h0, c0),
+                (state[0], state[1]),
                 self._flat_weights(),
                 bias=self.bias,
                 num_layers=self.num_layers,
                 dropout=self.dropout,
                 training=self.training,
                 bidirectional=self.bidirectional,
-                batch_first=self.batch_first and not packed,
-                batch_sizes=input.batch_sizes if packed else None,
+                batch_first=self.batch_first and packed is None,
+                batch_sizes=packed.batch_sizes if packed is not None else None,
             )
-            if not (batched or packed):
+            if not (batched or packed is not None):
                 out = out.squeeze(0 if self.batch_first else 1)
             final = (h_n, c_n)
         else:
-            if packed:
-                seq, lengths = pad_packed_sequence(PackedSequence(x, input.batch_sizes))  # (T, B, I), sorted order
+            if packed is not None:
+                seq, lengths = pad_packed_sequence(PackedSequence(x, packed.batch_sizes))  # (T, B, I), sorted order
             else:
                 seq = x if batched else x.unsqueeze(1)
                 seq = seq.transpose(0, 1) if (self.batch_first and batched) else seq
@@ -357,8 +385,8 @@ class LSTM(nn.Module):
             elif self.batch_first:
                 out = out.transpose(0, 1)
 
-        if packed:
-            output: Any = PackedSequence(out, input.batch_sizes, sorted_idx, unsorted_idx)
+        if packed is not None:
+            output: Any = PackedSequence(out, packed.batch_sizes, sorted_idx, unsorted_idx)
             if unsorted_idx is not None:  # None when packed with enforce_sorted=True: already in order
                 final = tuple(t.index_select(1, unsorted_idx) for t in final)
         else:
