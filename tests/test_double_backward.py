@@ -95,3 +95,24 @@ def test_custom_op_gradgradcheck(compiled_kernel: object) -> None:
         return hs, cs
 
     assert torch.autograd.gradgradcheck(run, (zx, h0, c0, w_hh, w_ch), eps=1e-6, atol=1e-5)
+
+
+@pytest.mark.usefixtures("triton_interpreter")
+def test_triton_kernel_refuses_a_create_graph_backward() -> None:
+    """The Triton op has no second derivative: a backward with create_graph=True is a one-line
+    RuntimeError naming the spec and the reference kernel, never a gradient cut from the graph."""
+    pytest.importorskip("triton")
+    torch.manual_seed(0)
+    model = lstmkit.LSTM(2, 3, spec="peephole")
+    x = torch.randn(2, 1, 2, requires_grad=True)
+    with lstmkit.kernels.use("triton"):
+        out, _ = model(x)
+    loss = out.pow(2).sum()
+    with pytest.raises(
+        RuntimeError, match=r"no second derivative \(spec .*peephole.*\).*kernels.use\('reference'\)"
+    ) as err:
+        torch.autograd.grad(loss, x, create_graph=True)
+    assert "\n" not in str(err.value)
+    with lstmkit.kernels.use("triton"):  # a first-order backward still works
+        (g,) = torch.autograd.grad(model(x)[0].pow(2).sum(), x)
+    assert g.shape == x.shape

@@ -4,8 +4,10 @@
   run; a second training into the same directory fails at once naming that pid. The OS drops
   the lock when the process dies, so a killed run never leaves a stale lock behind.
 * :func:`clean_temporaries` removes the ``.NAME.*.tmp`` files a killed commit left behind.
-* :func:`read_metrics_for_resume` reads ``metrics.jsonl`` and drops a torn last line (a kill
-  or a full disk in the middle of an append leaves one); a bad line anywhere else is an error.
+* :func:`read_metrics_for_resume` reads ``metrics.jsonl`` and drops a torn last line; a bad line
+  anywhere else is an error. Only a kill -9 in the middle of an append can leave one: a failed
+  write (a full disk, say) cuts the file back to its last whole line
+  (:func:`lstmkit.fileio.append_line`).
 
 Example::
 
