@@ -32,6 +32,12 @@ TASK_FLAGS: dict[str, tuple[str, ...]] = {
     "fill": ("fill",),
     "normalize": ("normalize",),
     "season": ("season",),
+    "id": ("id_column",),
+    "static": ("static",),
+    "future_features": ("future_features",),
+    "calendar": ("calendar",),
+    "quantiles": ("quantiles",),
+    "backtest": ("backtest",),
 }
 
 MODEL_FIELDS = (
@@ -93,6 +99,26 @@ def add_task_flags(p: argparse.ArgumentParser) -> None:
         "global = standardise",
     )
     g.add_argument("--season", type=int, help="forecast: steps per season (default: from the date frequency)")
+    names = lambda text: [c.strip() for c in text.split(",") if c.strip()]  # noqa: E731
+    g.add_argument("--id", type=names, metavar="COL,COL", help="forecast: series id column(s) of a long-format panel")
+    g.add_argument("--static", type=names, metavar="COL,COL", help="forecast: per-series columns, embedded")
+    g.add_argument(
+        "--future-features",
+        dest="future_features",
+        type=names,
+        metavar="COL,COL",
+        help="forecast: columns known over the horizon (prices, weather forecasts)",
+    )
+    g.add_argument(
+        "--calendar", type=names, metavar="NAME,NAME", help="forecast: calendar features (month,dayofweek,hour,...)"
+    )
+    g.add_argument(
+        "--quantiles",
+        type=lambda text: [float(q) for q in names(text)],
+        metavar="Q,Q",
+        help="forecast: quantile levels of a pinball-loss head, e.g. 0.1,0.5,0.9",
+    )
+    g.add_argument("--backtest", type=int, metavar="N", help="forecast: rolling test origins per series (panel)")
     g.add_argument(
         "--task-arg",
         dest="task_arg",
@@ -253,6 +279,8 @@ def build_config(
             vocab_size=task.vocab_size,
             readout=task.readout,
         )
+        if getattr(task, "categories", None):  # a panel's series id and static codes, embedded
+            model_kw["categories"] = [int(n) for n in task.categories]
         seed = 0
     else:
         model_kw, optim_kw = dict(vars(base.model)), dict(vars(base.optim))

@@ -43,6 +43,10 @@ from .series import read_series, season_of
 NORMALIZATIONS = ("level", "diff", "global")
 """What the model sees of the target: see the module docstring."""
 
+PANEL_ARGS = ("id_column", "static", "future_features", "calendar", "quantiles", "backtest", "freq", "levels")
+"""Arguments that make ``ForecastTask(...)`` a panel task (:mod:`lstmkit.tasks.panel`); the one-series
+path takes none of them."""
+
 
 class ForecastTask(Task):
     """Predict the next ``horizon`` values of ``target`` from a window of a CSV time series.
@@ -71,6 +75,23 @@ class ForecastTask(Task):
         "criterion": "none; MASE < 1 and MAE below the naive forecast's on the test windows",
     }
 
+    def __new__(cls, *args: Any, **kwargs: Any) -> Any:
+        """A :class:`~lstmkit.tasks.panel.PanelForecastTask` when a panel option is given (many
+        series, covariates known ahead, static columns, calendar features, quantiles, backtests)."""
+        target = kwargs.get("target", args[1] if len(args) > 1 else None)
+        many = isinstance(target, (list, tuple)) or (isinstance(target, str) and "," in target)
+        if cls is ForecastTask and (many or any(kwargs.get(k) is not None for k in PANEL_ARGS)):
+            from .panel import PanelForecastTask
+
+            for k in ("val_fraction", "test_fraction", "stats"):
+                if kwargs.get(k) is not None:
+                    raise ValueError(
+                        f"{k} is for one series; a panel splits each series by horizon; got {k}={kwargs[k]!r}"
+                    )
+            kwargs = {k: v for k, v in kwargs.items() if k not in ("val_fraction", "test_fraction", "stats")}
+            return PanelForecastTask(*args, **kwargs)
+        return super().__new__(cls)
+
     def __init__(
         self,
         csv_file: str,
@@ -85,6 +106,14 @@ class ForecastTask(Task):
         val_fraction: float = 0.15,
         test_fraction: float = 0.15,
         stats: dict[str, Any] | None = None,
+        id_column: str | list[str] | None = None,
+        static: list[str] | None = None,
+        future_features: list[str] | None = None,
+        calendar: list[str] | None = None,
+        quantiles: list[float] | None = None,
+        backtest: int | None = None,
+        freq: str | None = None,
+        levels: list[list[str]] | None = None,
     ) -> None:
         if not isinstance(csv_file, (str, os.PathLike)):
             raise TypeError(f"csv_file must be a path; got {csv_file!r}")

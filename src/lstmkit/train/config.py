@@ -72,13 +72,23 @@ class ModelConfig:
     recurrent_dropout: float = 0.0  # variational dropout on h_{t-1} (Gal & Ghahramani 2016)
     zoneout: float = 0.0  # zoneout probability on c and h (Krueger et al. 2016)
     weight_drop: float = 0.0  # DropConnect on weight_hh (Merity et al. 2017)
+    categories: list[int] = field(default_factory=list)  # cardinality of each code in the last K input columns
+    category_dim: int = 8  # embedding size of each such code (joins the other inputs at every step)
 
     def __post_init__(self) -> None:
         if self.readout not in READOUTS:
             raise ValueError(f"readout must be one of {READOUTS}; got {self.readout!r}")
         if self.baseline not in BASELINES:
             raise ValueError(f"baseline must be one of {BASELINES}; got {self.baseline!r}")
-        for name in ("input_size", "output_size", "hidden", "layers", "embedding_dim"):
+        if not isinstance(self.categories, list) or not all(
+            isinstance(c, int) and not isinstance(c, bool) and c > 0 for c in self.categories
+        ):
+            raise ValueError(f"categories must be a list of positive ints; got {self.categories!r}")
+        if self.categories and len(self.categories) >= self.input_size:
+            raise ValueError(
+                f"categories ({len(self.categories)} codes) must leave other inputs; input_size is {self.input_size}"
+            )
+        for name in ("input_size", "output_size", "hidden", "layers", "embedding_dim", "category_dim"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise ValueError(f"{name} must be a positive int; got {value!r}")

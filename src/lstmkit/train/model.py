@@ -47,6 +47,9 @@ class SequenceModel(nn.Module):
         c = config
         self.embedding = nn.Embedding(c.vocab_size, c.embedding_dim) if c.vocab_size is not None else None
         core_input = c.embedding_dim if c.vocab_size is not None else c.input_size
+        # integer codes in the last K input columns (series id, static columns): one embedding each
+        self.categories = nn.ModuleList(nn.Embedding(n, c.category_dim) for n in c.categories)
+        core_input += len(c.categories) * (c.category_dim - 1)
         self.lstm: nn.Module
         if c.baseline == "lstm":
             self.lstm = LSTM(
@@ -169,7 +172,13 @@ class SequenceModel(nn.Module):
             return self.embedding(inputs)  # (B, T, E)
         if inputs.dim() != 3 or inputs.shape[-1] != c.input_size:
             raise ValueError(f"inputs must be (B, T, {c.input_size}); got {tuple(inputs.shape)}")
-        return inputs
+        if not c.categories:
+            return inputs
+        K = len(c.categories)
+        codes = inputs[..., -K:].round().to(torch.int64)  # (B, T, K)
+        pairs = enumerate(zip(self.categories, c.categories, strict=True))
+        embedded = [emb(codes[..., k].clamp(0, n - 1)) for k, (emb, n) in pairs]
+        return torch.cat([inputs[..., :-K], *embedded], dim=-1)  # (B, T, I - K + K*E)
 
 
 def build_model(config: ModelConfig, seed: int = 0) -> SequenceModel:
