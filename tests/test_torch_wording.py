@@ -165,6 +165,14 @@ LSTM_CASES: list[tuple[str, dict[str, Any], Callable[[Any], Any] | None, type, s
         "",
     ),
     (
+        "integer input",
+        {},
+        lambda m: m(torch.ones(T, B, I, dtype=torch.long)),
+        ValueError,
+        r"RNN input dtype \(torch.int64\) does not match weight dtype \(torch.float32\)",
+        "floating-point tensor; got dtype torch.int64",
+    ),
+    (
         "no time step",
         {},
         lambda m: m(r(0, B, I)),

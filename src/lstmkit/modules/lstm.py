@@ -259,7 +259,7 @@ class LSTM(nn.Module):
                 )
             validate.matches_parameters("input", data, self.weight_ih_l0)
             return data, True
-        x = validate.floating_tensor("input", input)
+        x = validate.floating_tensor("input", input, self.weight_ih_l0)
         layout = "(B, T, I)" if self.batch_first else "(T, B, I)"
         expected = f"{layout.replace('I', str(self.input_size))} or (T, {self.input_size}) unbatched"
         if x.dim() not in (2, 3):

@@ -88,11 +88,16 @@ def zoneout_pair(value: object) -> tuple[float, float]:
     raise TypeError(f"zoneout must be a float or a pair (z_cell, z_hidden); got {value!r}")
 
 
-def floating_tensor(name: str, value: object) -> Tensor:
+def floating_tensor(name: str, value: object, weight: Tensor | None = None) -> Tensor:
+    """A floating tensor; given the module's ``weight``, a wrong dtype starts with torch's
+    ``nn.LSTM`` words for an input whose dtype is not the weights'."""
     if not isinstance(value, Tensor):
         raise ArgumentTypeError(f"{name} must be a torch.Tensor; got {type(value).__name__}")
     if not value.is_floating_point():
-        raise ArgumentTypeError(f"{name} must be a floating-point tensor; got dtype {value.dtype}")
+        torch_words = (
+            "" if weight is None else f"RNN input dtype ({value.dtype}) does not match weight dtype ({weight.dtype}): "
+        )
+        raise ArgumentTypeError(f"{torch_words}{name} must be a floating-point tensor; got dtype {value.dtype}")
     return value
 
 
