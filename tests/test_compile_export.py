@@ -125,8 +125,9 @@ def test_compile_with_inductor_as_in_the_report(compiled_kernel: object) -> None
 def test_export_every_preset_with_dynamic_length(spec: str, compiled_kernel: object) -> None:
     model = _model(spec, bidirectional=True, batch_first=True).eval()
     x = torch.randn(B, 4, I, dtype=torch.float64)
-    hx = (torch.randn(4, B, H, dtype=torch.float64), torch.randn(4, B, H, dtype=torch.float64))
-    program = torch.export.export(model, (x, hx), dynamic_shapes=({1: Dim("T", min=2)}, (None, None)))
+    sizes = (H, H, 3 * H) if model.spec.full_gate_recurrence else (H, H)  # FGR carries its last gates too
+    hx = tuple(torch.randn(4, B, n, dtype=torch.float64) for n in sizes)
+    program = torch.export.export(model, (x, hx), dynamic_shapes=({1: Dim("T", min=2)}, (None,) * len(hx)))
     assert _count([program.graph_module]) == 4
     for T in (2, 9):
         x2 = torch.randn(B, T, I, dtype=torch.float64)

@@ -180,7 +180,8 @@ def with_fgr_entry(zx: Tensor, g0: Tensor | None, w: LayerWeights, spec: CellSpe
     spec has no full gate recurrence)."""
     if g0 is None or not spec.full_gate_recurrence or zx.shape[0] == 0:
         return zx
-    return torch.cat([(zx[0] + fgr_entry(g0, w, spec)).unsqueeze(0), zx[1:]])
+    first = torch.zeros(1, dtype=torch.int64, device=zx.device)  # index_add: no slice of a symbolic T
+    return zx.index_add(0, first, fgr_entry(g0, w, spec).unsqueeze(0).to(zx.dtype))
 
 
 def last_gates(acts: Tensor, spec: CellSpec, H: int, lengths: Tensor | None, g0: Tensor | None) -> Tensor:

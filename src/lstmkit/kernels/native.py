@@ -6,7 +6,6 @@ import torch
 from torch import _VF, Tensor
 
 
-@torch.compiler.disable(recursive=True)
 def native_lstm(
     x: Tensor,
     hx: tuple[Tensor, Tensor],
@@ -30,8 +29,29 @@ def native_lstm(
     (dynamo's ``allow_rnn`` is off by default): traced, ``_VF.lstm`` reaches oneDNN's
     ``mkldnn_rnn_layer``, which has no fake implementation when no input requires grad.
     """
+    args = (x, hx, flat_weights, bias, num_layers, dropout, training, bidirectional, batch_first, batch_sizes)
+    if torch.compiler.is_compiling():  # a graph break around the call (eagerly, the wrapper's cost is skipped)
+        return _fused_outside_graph(*args)
+    return _fused(*args)
+
+
+def _fused(
+    x: Tensor,
+    hx: tuple[Tensor, Tensor],
+    flat_weights: list[Tensor],
+    bias: bool,
+    num_layers: int,
+    dropout: float,
+    training: bool,
+    bidirectional: bool,
+    batch_first: bool,
+    batch_sizes: Tensor | None,
+) -> tuple[Tensor, Tensor, Tensor]:
     if batch_sizes is None:
         out, h, c = _VF.lstm(x, hx, flat_weights, bias, num_layers, dropout, training, bidirectional, batch_first)
     else:
         out, h, c = _VF.lstm(x, batch_sizes, hx, flat_weights, bias, num_layers, dropout, training, bidirectional)
     return out, h, c
+
+
+_fused_outside_graph = torch.compiler.disable(_fused, recursive=True)

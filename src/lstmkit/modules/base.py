@@ -83,7 +83,18 @@ def reset(module: nn.Module, spec: CellSpec, hidden_size: int, suffixes: list[st
 
 def layer_weights(module: nn.Module, suffix: str) -> LayerWeights:
     """Gather one layer-direction's parameters (None where the spec has none)."""
-    return LayerWeights._make(getattr(module, name + suffix, None) for name in FIELDS)
+    # registered parameters straight from the module's dict (this runs on every call); a weight that a
+    # reparametrisation replaced, as a plain attribute (torch.nn.utils.prune) or as a property of the class
+    # (torch.nn.utils.parametrize), through getattr; any other name is absent from the spec
+    params, attrs, cls = module._parameters, module.__dict__, type(module)
+    return LayerWeights._make(
+        params[key]
+        if (key := name + suffix) in params
+        else getattr(module, key)
+        if key in attrs or hasattr(cls, key)
+        else None
+        for name in FIELDS
+    )
 
 
 def direction_suffix(layer: int, direction: int) -> str:
