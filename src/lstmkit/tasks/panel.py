@@ -71,9 +71,9 @@ def calendar_features(dates: np.ndarray, names: list[str]) -> np.ndarray:
         "month": flat.month - 1,
         "quarter": flat.quarter - 1,
         "weekofyear": flat.isocalendar().week.to_numpy() - 1,
-        "dayofyear": flat.dayofyear - 1,
+        "dayofyear": flat.day_of_year - 1,
         "dayofmonth": flat.day - 1,
-        "dayofweek": flat.dayofweek,
+        "dayofweek": flat.day_of_week,
         "hour": flat.hour,
         "minute": flat.minute,
     }

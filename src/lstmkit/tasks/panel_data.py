@@ -62,6 +62,12 @@ class Panel:
         return np.diff(self.starts)
 
 
+def _day(date: Any) -> str:
+    """A date as ISO text, without the time when it is midnight."""
+    text = str(np.datetime64(date, "s")).replace("T", " ")
+    return text[:10] if text.endswith("00:00:00") else text
+
+
 def _parse_panel_dates(text: Any, name: str, where: str) -> np.ndarray:
     """(N,) datetime64[ns]; quarters like ``1998 Q1`` included; a bad cell names its data row."""
     pd = _pandas()
@@ -202,7 +208,7 @@ def read_panel(
                 j = int(rep[0])
                 r1, r2 = sorted((int(seg_rows[j]) + 2, int(seg_rows[j + 1]) + 2))
                 raise ValueError(
-                    f"{where}: series {name!r} has two rows for date {str(ds[j])[:19]} (data rows {r1} and {r2}); "
+                    f"{where}: series {name!r} has two rows for date {_day(ds[j])} (data rows {r1} and {r2}); "
                     "expected one row per series and date"
                 )
     report: dict[str, Any] = {"rows_read": len(frame), "series_read": len(id_list), "reordered": reordered}
@@ -221,7 +227,7 @@ def read_panel(
             off = np.flatnonzero((pos >= len(grid)) | (grid[np.minimum(pos, len(grid) - 1)] != dd))
             if len(off):
                 raise ValueError(
-                    f"{where}: series {name!r}: date {str(dd[int(off[0])])[:19]} is not on the {freq} grid "
+                    f"{where}: series {name!r}: date {_day(dd[int(off[0])])} is not on the {freq} grid "
                     f"starting {str(dd[0])[:10]}; expected evenly spaced dates"
                 )
             full = np.full((len(grid), v.shape[1]), np.nan)
