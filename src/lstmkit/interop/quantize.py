@@ -137,6 +137,7 @@ class Int8LSTM(nn.Module):
         self.spec = lstm.spec
         self.input_size, self.hidden_size, self.proj_size = lstm.input_size, lstm.hidden_size, lstm.proj_size
         self.num_layers, self.num_directions = lstm.num_layers, lstm.num_directions
+        self.bidirectional = lstm.bidirectional
         self.batch_first, self.zoneout = lstm.batch_first, lstm.zoneout
         self.state_size = lstm.state_size
         self.suffixes = [

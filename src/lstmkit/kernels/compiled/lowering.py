@@ -159,19 +159,27 @@ def register(custom_op: Any) -> None:
     op = custom_op._opoverload
     cia = torch._C.DispatchKey.CompositeImplicitAutograd
 
-    def asked() -> bool:  # inside run_decompositions, with the op's entry in the table
-        return op.py_kernels.get(cia) is decomposition and torch._C.DispatchKey.CPU in op.py_kernels
+    def entry() -> Any:
+        """Inside run_decompositions with the op's entry in the table: the entry (this module's
+        decomposition, or a callable the table gave); None outside it or for the preserve marker."""
+        value = op.py_kernels.get(cia)
+        inside = torch._C.DispatchKey.CPU in op.py_kernels
+        if not inside or value is None or getattr(value, "__name__", "") == "_special_op_to_preserve_cia":
+            return None
+        return recurrence_steps if value is decomposition else value
 
     def decomposition(*args: Any, **kwargs: Any) -> Any:
-        if not asked() or _symbolic(args[0].shape[0]):
+        fn = entry()
+        if fn is None or _symbolic(args[0].shape[0]):
             return NotImplemented  # keep the op: its own (fake) kernel runs
-        return recurrence_steps(*args, **kwargs)
+        return fn(*args, **kwargs)
 
     def functional_rule(mode: Any, func: Any, types: Any, args: Any, kwargs: Any) -> Any:
-        if asked():
+        fn = entry()
+        if fn is not None:
             if not _symbolic(args[0].shape[0]):
                 with mode:
-                    return recurrence_steps(*args, **kwargs)
+                    return fn(*args, **kwargs)
             warnings.warn(
                 "lstmkit::recurrence stays one node: T is symbolic and its decomposition unrolls T steps; "
                 "export with a static T for runtimes without lstmkit (ExecuTorch)",
@@ -181,3 +189,10 @@ def register(custom_op: Any) -> None:
 
     op.py_impl(cia)(decomposition)
     custom_op.register_torch_dispatch(FunctionalTensorMode, functional_rule)
+
+
+def decomposition_table() -> dict[Any, Any]:
+    """``{lstmkit::recurrence: recurrence_steps}``: for ``ep.run_decompositions(decomposition_table())``,
+    which unrolls the recurrence (static T) and keeps every other op as it is (``aten.linear`` stays
+    ``aten.linear``, as quantisers such as XNNPACK's expect)."""
+    return {torch.ops.lstmkit.recurrence.default: recurrence_steps}
