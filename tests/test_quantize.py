@@ -160,3 +160,23 @@ def test_without_the_compiled_kernel_the_lowering_runs_the_same_steps(monkeypatc
         monkeypatch.setattr(compiled, "is_available", lambda: False)
         got = q(x)
     torch.testing.assert_close(got, want, atol=1e-6, rtol=0)
+
+
+def test_torch_ao_quantize_dynamic_is_not_silent(compiled_kernel: object) -> None:
+    """torch.ao swaps its own module types only: the Linear becomes int8, the lstmkit.LSTM stays float and
+    one warning names lstmkit.quantize."""
+    import warnings
+
+    from torch.ao.quantization import quantize_dynamic
+
+    torch.manual_seed(6)
+    model = nn.Sequential()
+    model.add_module("lstm", lstmkit.LSTM(4, 6))
+    model.add_module("head", nn.Linear(6, 2))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out = quantize_dynamic(model, {nn.LSTM, nn.Linear}, dtype=torch.qint8)
+    ours = [str(w.message) for w in caught if "lstmkit.quantize" in str(w.message)]
+    assert len(ours) == 1 and "\n" not in ours[0] and "float32" in ours[0], ours
+    assert isinstance(out.lstm, lstmkit.LSTM) and type(out.head) is not nn.Linear
+    assert not hasattr(out.lstm, "qconfig")

@@ -144,12 +144,17 @@ def lower(module: nn.Module, example: tuple[Tensor, ...], *, int8: bool = False)
     return bytes(edge.to_executorch().buffer)
 
 
-def run_program(program: bytes, inputs: list[Tensor]) -> list[Tensor]:
-    """Run a ``.pte``'s ``forward`` in ``executorch.runtime``; returns its outputs."""
+def load_method(program: bytes) -> Any:
+    """A ``.pte``'s ``forward``, loaded in ``executorch.runtime``: ``method.execute(inputs) -> outputs``."""
     _require_executorch()
     from executorch.runtime import Runtime
 
-    return list(Runtime.get().load_program(program).load_method("forward").execute(inputs))
+    return Runtime.get().load_program(program).load_method("forward")
+
+
+def run_program(program: bytes, inputs: list[Tensor]) -> list[Tensor]:
+    """Run a ``.pte``'s ``forward`` once in ``executorch.runtime``; returns its outputs."""
+    return list(load_method(program).execute(inputs))
 
 
 def check_exportable(model: nn.Module) -> LSTM:
@@ -241,7 +246,8 @@ def export_model_executorch(
             want = list(_flat(reference.forward_state(inputs, zeros))) if int8 else want_float  # type: ignore[operator]
         module: nn.Module = StreamingModel(model).eval()
         buffer = lower(module, (inputs[:, :chunk].contiguous(), *zeros), int8=int8)
-        got = _stream(lambda xs: run_program(buffer, xs), inputs, zeros, chunk)
+        method = load_method(buffer)
+        got = _stream(lambda xs: list(method.execute(xs)), inputs, zeros, chunk)
     else:
         module = WholeModel(model, normalization).eval()
         with torch.no_grad():

@@ -32,6 +32,7 @@ Example::
 from __future__ import annotations
 
 import copy
+import warnings
 from typing import Any
 
 import torch
@@ -209,15 +210,21 @@ class Int8LSTM(nn.Module):
         zc = float(self.zoneout[0]) if self.zoneout[0] > 0 else -1.0
         zh = float(self.zoneout[1]) if self.zoneout[1] > 0 else -1.0
         options = (compiled._config(spec, H), -1.0 if spec.cell_clip is None else float(spec.cell_clip), zc, zh)
-        run: Any = compiled.ops.recurrence if compiled.is_available() else recurrence_steps
-        hs, cs, acts = run(*tensors, *options)
         T = zx.shape[0]
+        if compiled.is_available() and not torch.compiler.is_compiling() and T > 0:
+            # the fused C++ recurrence without the op's dispatch (the eager path of kernels.compiled), keeping
+            # every step's gates only when FGR needs the last ones
+            hs, cs, acts = compiled.extension().infer(*tensors, *options, spec.full_gate_recurrence)
+        else:
+            run: Any = compiled.ops.recurrence if compiled.is_available() else recurrence_steps
+            hs, cs, acts = run(*tensors, *options)
         out = hs[1:].flip(0) if reverse else hs[1:]
         g_n = None
         if spec.full_gate_recurrence:
             blocks = [spec.gates.index(n) for n in spec.sigmoid_gates]
             g_n = torch.cat([acts[T - 1, :, k * H : (k + 1) * H] for k in blocks], dim=-1) if T else g0
-        return out, hs[T], cs[T], g_n
+        c_n = cs[T] if cs.shape[0] == T + 1 else cs[T % 2]  # without recording, the C++ loop keeps two steps of c
+        return out, hs[T], c_n, g_n
 
     def forward(self, input: Tensor, hx: tuple[Tensor, ...] | None = None) -> tuple[Tensor, tuple[Tensor, ...]]:
         """Run the int8 stack; see the class docstring for shapes."""
@@ -294,3 +301,21 @@ def _swap(module: nn.Module) -> nn.Module:
         return Int8Linear(module)
     assert isinstance(module, nn.Embedding)
     return Int8Embedding(module)
+
+
+def _no_qconfig(self: LSTM) -> Any:
+    raise AttributeError("qconfig")  # torch.ao reads it with hasattr / getattr(..., default)
+
+
+def _qconfig_set(self: LSTM, value: Any) -> None:
+    warnings.warn(
+        "torch.ao.quantization leaves lstmkit.LSTM in float32 (it swaps only torch's own module types): "
+        "use lstmkit.quantize(model) for int8 LSTM weights",
+        UserWarning,
+        stacklevel=2,
+    )
+
+
+# torch.ao.quantization (quantize_dynamic, prepare) sets `qconfig` on every module it walks: on an lstmkit.LSTM
+# that says, in one line, that it stays float and what to use instead (the module keeps no qconfig).
+LSTM.qconfig = property(_no_qconfig, _qconfig_set, doc="Not used: see lstmkit.quantize.")  # type: ignore[attr-defined]
