@@ -252,10 +252,11 @@ def test_native_kernel_refuses_what_it_cannot_run() -> None:
         lstmkit.LSTM(I, H)(torch.randn(T, B, I), return_gates=True)
 
 
-def test_compiled_kernel_refuses_bfloat16_when_asked_by_name(compiled_kernel: object) -> None:
+def test_compiled_kernel_takes_bfloat16_when_asked_by_name(compiled_kernel: object) -> None:
     model = lstmkit.LSTM(I, H, spec="peephole", dtype=torch.bfloat16)
-    with kernels.use("compiled"), pytest.raises(kernels.KernelUnavailable, match="float32 or float64; got torch.bf"):
-        model(torch.randn(T, B, I, dtype=torch.bfloat16))
+    with kernels.use("compiled"):
+        out, (h, c) = model(torch.randn(T, B, I, dtype=torch.bfloat16))
+    assert out.dtype == h.dtype == c.dtype == torch.bfloat16
 
 
 # ---------------------------------------------------------------- layouts and dtypes

@@ -187,6 +187,24 @@ SCRIPTED_RIVAL = {"lstmkit return_gates": SCRIPTED_PLAIN, "lstmkit peephole": SC
 """lstmkit contender -> the TorchScript loop of the same variant it must beat by 3x."""
 
 
+LOW_PRECISION = tuple(c.name for c in CONTENDERS if c.name.startswith("lstmkit "))
+"""Contenders timed in bfloat16 too (against nn.LSTM in bfloat16): every lstmkit spec."""
+LOW_PRECISION_GOAL = 1.3
+"""Largest bfloat16 training ratio to nn.LSTM in bfloat16 for every lstmkit spec at B >= 16."""
+
+
+def build_in(
+    contender: Contender, dtype: torch.dtype, I: int, H: int, L: int, bi: bool
+) -> Callable[[Tensor, bool], Tensor]:
+    """``contender.build(I, H, L, bi)`` with its parameters created in ``dtype`` (e.g. bfloat16)."""
+    before = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        return contender.build(I, H, L, bi)
+    finally:
+        torch.set_default_dtype(before)
+
+
 def goals(name: str, B: int) -> tuple[float | None, float | None]:
     """(max forward ratio, max training ratio) to nn.LSTM for a contender at batch B; None: no goal."""
     if name in NATIVE_SPEED:

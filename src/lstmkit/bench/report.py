@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from . import step
-from .contenders import BASELINE, CONTENDERS, SCRIPTED_RIVAL, goals
+from .contenders import BASELINE, CONTENDERS, LOW_PRECISION_GOAL, SCRIPTED_RIVAL, goals
 
 RIVAL_FACTOR = 3.0
 """lstmkit's training step must be this many times faster than the TorchScript loop of the same variant."""
@@ -13,7 +13,8 @@ RIVAL_FACTOR = 3.0
 
 def label(case: dict[str, Any]) -> str:
     extra = f" L={case['layers']} bi" if case["bidirectional"] else ""
-    return f"T={case['T']} B={case['B']} H={case['H']}{extra}"
+    inputs = f" I={case['I']}" if case["I"] != case["H"] else ""
+    return f"T={case['T']} B={case['B']}{inputs} H={case['H']}{extra}"
 
 
 def _single_layer(run: dict[str, Any]) -> list[dict[str, Any]]:
@@ -47,6 +48,16 @@ def targets(result: dict[str, Any]) -> list[dict[str, Any]]:
                     goal = f">= {RIVAL_FACTOR}"
                     checks.append({**where, "measure": f"{rival} / this, training", "value": got, "goal": goal})
                     checks[-1]["met"] = got >= RIVAL_FACTOR
+        for case in run.get("bf16", []):
+            if case["B"] < 16:
+                continue
+            for name, row in case["rows"].items():
+                if name == BASELINE:
+                    continue
+                where = {"threads": run["threads"], "case": f"{label(case)} bfloat16", "contender": name}
+                got, goal = row["train_ratio"], f"<= {LOW_PRECISION_GOAL}"
+                checks.append({**where, "measure": "training / nn.LSTM, both bfloat16", "value": got, "goal": goal})
+                checks[-1]["met"] = got <= LOW_PRECISION_GOAL
         for entry in run.get("step", []):
             shape = f"T=1 B=1 H={entry['H']}"
             for name, row in entry["rows"].items():
@@ -104,6 +115,13 @@ def markdown(result: dict[str, Any]) -> str:
         ]
         if run["extra"]:
             lines += ["", *_ratio_table(run["extra"])]
+        if run.get("bf16"):
+            lines += [
+                "",
+                "bfloat16 (parameters and input), ratios to torch.nn.LSTM in bfloat16, forward / training:",
+                "",
+                *_ratio_table(run["bf16"]),
+            ]
         lines += step.markdown(run.get("step", []))
     if result["sweep"]:
         lines += ["", "Training step, time and peak memory (growth of the resident set in a fresh process) vs T:", ""]

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 
 from . import memory, report
-from .contenders import BASELINE, CONTENDERS, SCRIPTED_PEEPHOLE, by_name, lstm_flops
+from .contenders import BASELINE, CONTENDERS, LOW_PRECISION, SCRIPTED_PEEPHOLE, build_in, by_name, lstm_flops
 from .step import time_steps
 from .timing import forward_step, interleaved_medians, matmul_peak, training_step
 
@@ -41,6 +41,7 @@ class Plan:
     sweep: tuple[tuple[int, ...], int, int] | None  # (Ts, B, H) of the memory sweep, None: skip
     matmul_n: int  # size of the square matmul whose GFLOP/s is the peak
     step: tuple[int, ...] = ()  # hidden sizes of the per-step latency table (T = 1, B = 1), () to skip
+    bf16: tuple[tuple[int, int, int, int], ...] = ()  # (T, B, I, H) cases of the bfloat16 table, () to skip
     contenders: tuple[str, ...] = field(default_factory=lambda: tuple(c.name for c in CONTENDERS))  # main table
 
 
@@ -53,6 +54,7 @@ FULL = Plan(
     sweep=((500, 1000, 2000), 8, 128),
     matmul_n=2048,
     step=(64, 256),
+    bf16=((100, 16, 128, 256), (100, 64, 128, 256)),
 )
 QUICK = Plan(
     grid=((1, 64), (16, 128)),
@@ -63,6 +65,7 @@ QUICK = Plan(
     sweep=None,
     matmul_n=1024,
     step=(64,),
+    bf16=((50, 16, 64, 128),),
 )
 LONG_CONTENDERS = [BASELINE, "lstmkit return_gates", "lstmkit peephole", "lstmkit layernorm", SCRIPTED_PEEPHOLE]
 SWEEP_CONTENDERS = [BASELINE, "lstmkit peephole"]
@@ -76,14 +79,26 @@ def _kernel_isa(compiled: Any) -> str:
     return f"{ext.isa()} loops, {'AVX-512 panel GEMM' if ext.avx512() else 'no AVX-512 panel GEMM'}"
 
 
-def time_case(names: list[str], T: int, B: int, H: int, reps: int, layers: int = 1, bi: bool = False) -> dict[str, Any]:
-    """Forward and training medians of the named contenders on one shape, with ratios and GFLOP/s."""
+def time_case(
+    names: list[str],
+    T: int,
+    B: int,
+    H: int,
+    reps: int,
+    layers: int = 1,
+    bi: bool = False,
+    I: int | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> dict[str, Any]:
+    """Forward and training medians of the named contenders on one shape (I = H unless given) and
+    dtype (parameters and input), with ratios and GFLOP/s."""
     torch.manual_seed(0)
-    x = torch.randn(T, B, H)
-    runners = {c.name: c.build(H, H, layers, bi) for c in by_name(names)}
+    I = I or H
+    x = torch.randn(T, B, I, dtype=dtype)
+    runners = {c.name: build_in(c, dtype, I, H, layers, bi) for c in by_name(names)}
     fwd = interleaved_medians({n: forward_step(r, x) for n, r in runners.items()}, reps)
     train = interleaved_medians({n: training_step(r, x) for n, r in runners.items()}, reps)
-    flops = lstm_flops(T, B, H, H, layers, 2 if bi else 1)
+    flops = lstm_flops(T, B, I, H, layers, 2 if bi else 1)
     rows = {}
     for name in runners:
         rows[name] = {
@@ -94,7 +109,8 @@ def time_case(names: list[str], T: int, B: int, H: int, reps: int, layers: int =
             "forward_gflops": flops / fwd[name] / 1e9,
             "train_gflops": 3 * flops / train[name] / 1e9,  # backward ~ two more GEMMs of the same size
         }
-    return {"T": T, "B": B, "H": H, "I": H, "layers": layers, "bidirectional": bi, "rows": rows}
+    kind = {"dtype": str(dtype).removeprefix("torch.")}
+    return {"T": T, "B": B, "H": H, "I": I, "layers": layers, "bidirectional": bi, **kind, "rows": rows}
 
 
 def run_threads(plan: Plan, reps: int, threads: int, log: Any) -> dict[str, Any]:
@@ -116,6 +132,11 @@ def run_threads(plan: Plan, reps: int, threads: int, log: Any) -> dict[str, Any]
         multi = [c.name for c in by_name(list(plan.contenders)) if not c.single_layer_only]
         out["extra"].append(time_case(multi, T, B, H, reps, layers=layers, bi=True))
         log(f"[{threads} threads] bidirectional done ({time.perf_counter() - start:.0f} s)")
+    out["bf16"] = []
+    for T, B, I, H in plan.bf16:
+        names = [BASELINE, *(n for n in LOW_PRECISION if n in plan.contenders)]
+        out["bf16"].append(time_case(names, T, B, H, reps, I=I, dtype=torch.bfloat16))
+        log(f"[{threads} threads] bfloat16 B={B} H={H} done ({time.perf_counter() - start:.0f} s)")
     out["step"] = []
     for H in plan.step:
         out["step"].append({"H": H, "I": STEP_INPUT, "rows": time_steps(H, STEP_INPUT, reps=3 * reps)})

@@ -222,35 +222,94 @@ def _zx_rebuilder(
 
 
 def _mask(name: str, value: Tensor | float | None, shape: tuple[int, ...], like: Tensor) -> Tensor | None:
-    """A per-step mask as a contiguous tensor of ``like``'s dtype (broadcast to ``shape``)."""
+    """A per-step mask as a contiguous tensor of the compute dtype of ``like`` (broadcast to ``shape``):
+    float32 for bfloat16 / float16, so that a scale such as 1 / (1 - p) is not rounded."""
     if not isinstance(value, Tensor):
         return None
     try:
-        return value.to(dtype=like.dtype).expand(shape).contiguous()
+        return value.to(dtype=compute_dtype(like.dtype)).expand(shape).contiguous()
     except RuntimeError:
         raise ValueError(f"{name} must broadcast to {shape}; got {tuple(value.shape)}") from None
 
 
+DTYPES = (torch.float32, torch.float64, torch.bfloat16, torch.float16)
+"""The dtypes the C++ kernel takes; bfloat16 / float16 compute in float32 (:func:`low_precision_tolerance`)."""
+
+LOW_PRECISION_TOLERANCE = {torch.bfloat16: (0.02, 0.15), torch.float16: (0.004, 0.02)}
+"""Stated accuracy of a bfloat16 / float16 call, (without, with layer norm): see :func:`low_precision_tolerance`."""
+
+
+def low_precision_tolerance(dtype: torch.dtype, spec: CellSpec) -> float:
+    """The stated accuracy of a ``dtype`` call of ``spec`` (bfloat16 or float16) on this kernel.
+
+    Every output, final state, recorded gate and gradient lies within ``tol * max|ref|`` of ``ref``, the
+    float32 reference loop on the same (rounded) inputs and weights; tests/test_kernel_bf16.py holds
+    every preset to it. Layer norm scales the rounding of a small-spread pre-activation up (a bfloat16
+    reference loop is 4x further off there), hence its looser bound.
+
+    Example::
+
+        >>> import torch
+        >>> low_precision_tolerance(torch.bfloat16, CellSpec())
+        0.02
+    """
+    plain, normed = LOW_PRECISION_TOLERANCE[dtype]
+    return normed if spec.layer_norm else plain
+
+
+def compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    """Cell state, gates and sums of the kernel: float32 for bfloat16 / float16 calls, else ``dtype``.
+
+    In a bfloat16 / float16 call, the input projection and the per-step GEMMs read the weights in that
+    dtype (bfloat16 products with float32 sums on CPUs with AVX512-BF16, float32 products elsewhere);
+    every other operation runs in float32, and output, h_n, c_n, the recorded gates and the gradients
+    come back in the call's dtype.
+    """
+    return torch.float32 if dtype in (torch.bfloat16, torch.float16) else dtype
+
+
 def unsupported_reason(x: Tensor, h0: Tensor, c0: Tensor, w: LayerWeights) -> str | None:
     """Why the C++ kernel cannot run these tensors (None when it can): it takes CPU tensors of one
-    dtype, float32 or float64, and a sequence of at least one step."""
+    dtype among float32, float64, bfloat16 and float16, and a sequence of at least one step. Under
+    ``torch.autocast("cpu")`` the dtypes are judged as :func:`lstm_layer` casts them."""
     tensors = [t for t in (x, h0, c0, *w) if t is not None]
     dtype = x.dtype
     if (
-        (dtype is torch.float32 or dtype is torch.float64)
+        dtype in DTYPES
         and x.dim() == 3
         and x.shape[0] > 0
         and all(t.dtype is dtype and t.device.type == "cpu" for t in tensors)
     ):
         return None  # the common case, decided without building a message
-    if x.dtype not in (torch.float32, torch.float64):
-        return f"it computes in float32 or float64; got {x.dtype}"
+    autocast = _autocast_dtype(x)
+    cast = (lambda d: _autocast_to(d, autocast)) if autocast is not None else (lambda d: d)
+    dtype = cast(x.dtype)
+    if dtype not in DTYPES:
+        return f"it takes float32, float64, bfloat16 or float16; got {dtype}"
     if x.dim() != 3 or x.shape[0] == 0:
         return f"it needs x of shape (T, B, I) with T > 0; got {tuple(x.shape)}"
-    others = sorted({f"{t.dtype} on {t.device}" for t in tensors if t.device.type != "cpu" or t.dtype != x.dtype})
+    kinds = [(cast(t.dtype), t.device) for t in tensors]
+    others = sorted({f"{d} on {device}" for d, device in kinds if device.type != "cpu" or d != dtype})
     if others:
-        return f"it needs every tensor on the CPU in {x.dtype}; got {', '.join(others)}"
+        return f"it needs every tensor on the CPU in {dtype}; got {', '.join(others)}"
     return None
+
+
+def _autocast_dtype(x: Tensor) -> torch.dtype | None:
+    """The dtype of an enclosing ``torch.autocast("cpu", dtype=...)`` for a CPU call (None without one)."""
+    if x.device.type != "cpu" or not torch.is_autocast_enabled("cpu"):
+        return None
+    return torch.get_autocast_dtype("cpu")
+
+
+def _autocast_to(dtype: torch.dtype, autocast: torch.dtype) -> torch.dtype:
+    """The dtype autocast gives an operator's argument of ``dtype``: ``autocast`` for floating dtypes but float64."""
+    return autocast if dtype.is_floating_point and dtype is not torch.float64 else dtype
+
+
+def _autocast_cast(t: Tensor, dtype: torch.dtype) -> Tensor:
+    """``t`` as autocast casts an operator's arguments (see :func:`_autocast_to`)."""
+    return t if _autocast_to(t.dtype, dtype) == t.dtype else t.to(dtype)
 
 
 def _fast_path_ok(x: Tensor, h0: Tensor, c0: Tensor, w: LayerWeights) -> bool:
@@ -285,9 +344,13 @@ def lstm_layer(
     output zeros). Shapes: x (T, B, I), h0 (B, R), c0 (B, H); returns output (T, B, R), h_n, c_n and,
     with ``record``, the gates dict of the reference (each (T, B, ·), zeros at padded steps).
 
+    bfloat16 / float16 calls keep the cell state, gates and sums in float32 (:func:`compute_dtype`);
+    under ``torch.autocast("cpu", dtype=d)`` every float32 tensor of the layer is taken in ``d`` first,
+    so output, h_n and c_n come back in ``d``, as from ``torch.nn.LSTM`` under autocast.
+
     Calls the reference loop instead when the C++ kernel cannot run them: the extension is not
-    built, tensors on another device or of another dtype than float32/float64, mixed dtypes,
-    or an empty sequence or batch.
+    built, tensors on another device or of a dtype other than float32/float64/bfloat16/float16,
+    mixed dtypes, or an empty sequence or batch.
 
     Example::
 
@@ -307,6 +370,13 @@ def lstm_layer(
         "record": record,
         "g0": g0,
     }
+    autocast = _autocast_dtype(x)
+    if autocast is not None:  # nn.LSTM's rule: every float tensor of the layer in the autocast dtype
+        x, h0, c0 = (_autocast_cast(t, autocast) for t in (x, h0, c0))
+        g0 = None if g0 is None else _autocast_cast(g0, autocast)
+        w = w._replace(**{k: _autocast_cast(t, autocast) for k, t in w._asdict().items() if t is not None})
+        with torch.autocast("cpu", enabled=False):
+            return lstm_layer(x, h0, c0, w, spec, **{**kwargs, "g0": g0})
     if not (_fast_path_ok(x, h0, c0, w) and is_available()):
         return reference_layer(x, h0, c0, w, spec, **kwargs)
 
@@ -370,12 +440,15 @@ def lstm_layer(
         valid = (steps < lengths.unsqueeze(0)).unsqueeze(-1).to(x.dtype)  # (T, B, 1)
     output = hs[1:] if valid is None else hs[1:] * valid
     gates = _gates(spec, acts, cs, output if valid is not None else hs[1:], H, valid) if record else None
+    if gates is not None and acts.dtype != x.dtype:  # bfloat16 / float16: gates in x's dtype, the cell in c0's
+        gates = {k: v.to(c0.dtype if k == "cell" else x.dtype) for k, v in gates.items()}
     if reverse:
         output = reverse_padded(output, lengths)
         if gates is not None:
             gates = {k: reverse_padded(v, lengths) for k, v in gates.items()}
     c_n = cs[T] if cs.shape[0] == T + 1 else cs[T % 2]  # inference without recording keeps two steps of c
-    g_n = last_gates(acts, spec, H, lengths, g0) if spec.full_gate_recurrence else None
+    c_n = c_n.to(c0.dtype)  # float32 in a bfloat16 / float16 call
+    g_n = last_gates(acts, spec, H, lengths, g0).to(x.dtype) if spec.full_gate_recurrence else None
     return LayerResult(output, hs[T], c_n, gates, g_n)
 
 

@@ -38,10 +38,18 @@ std::vector<Tensor> weight_gradients(const CellConfig& cf, const Tensor& d_hs, c
   g[D_C0] = d_cs.defined() ? dc + d_cs[0] : dc;
   Tensor hin = sv.hs.narrow(0, 0, TT);
   if (mk.rec_mask.defined()) hin = hin * mk.rec_mask;
-  g[D_W_HH] = weight_matmul(dRec.reshape({TT * B, GH}).t(), hin.reshape({TT * B, R}));
-  if (w.w_hr.defined()) g[D_W_HR] = weight_matmul(dHs.reshape({TT * B, R}).t(), sv.h_cell.reshape({TT * B, H}));
+  // A bfloat16 call with AVX512-BF16 takes these products in bfloat16 as well (float32 sums, one
+  // rounding of the result, which is returned in bfloat16 anyway); dZ is rounded once, also for d zx.
+  const bool bf16 = bf16_panels(w.low_hh);
+  const Tensor dRec_w = bf16 ? dRec.to(at::kBFloat16) : dRec;
+  if (bf16 && dRec.is_same(dZ)) g[D_ZX] = dRec_w;
+  auto product = [&](const Tensor& a, const Tensor& b) {
+    return bf16 ? at::mm(a.to(at::kBFloat16), b.to(at::kBFloat16)) : weight_matmul(a, b);
+  };
+  g[D_W_HH] = product(dRec_w.reshape({TT * B, GH}).t(), hin.reshape({TT * B, R}));
+  if (w.w_hr.defined()) g[D_W_HR] = product(dHs.reshape({TT * B, R}).t(), sv.h_cell.reshape({TT * B, H}));
   if (cf.full_gate_recurrence) {
-    g[D_W_GG] = weight_matmul(dS.reshape({TT * B, nH}).t(), sv.prev_gates.reshape({TT * B, nH}));
+    g[D_W_GG] = product(dS.reshape({TT * B, nH}).t(), sv.prev_gates.reshape({TT * B, nH}));
   }
   const int64_t N = TT * B;
   const T* dz = dZ.data_ptr<T>();
@@ -120,9 +128,11 @@ std::vector<Tensor> backward_impl(const CellConfig& cf, const Tensor& d_hs, cons
   const T kc = T(cf.zoneout_cell), kh = T(cf.zoneout_hidden);
   std::vector<T> ones(H, T(1));
   const T* one = ones.data();
-  const StepGemm back_gemm(w.w_hh.t(), B, TT);  // dRec_t (B, G*H) @ W_hh (G*H, R)
-  const std::optional<StepGemm> proj_gemm = proj ? std::make_optional<StepGemm>(w.w_hr.t(), B, TT) : std::nullopt;
-  const std::optional<StepGemm> fgr_gemm = fgr ? std::make_optional<StepGemm>(w.w_gg.t(), B, TT) : std::nullopt;
+  const StepGemm back_gemm(w.w_hh.t(), B, TT, transposed(w.low_hh));  // dRec_t (B, G*H) @ W_hh (G*H, R)
+  const std::optional<StepGemm> proj_gemm =
+      proj ? std::make_optional<StepGemm>(w.w_hr.t(), B, TT, transposed(w.low_hr)) : std::nullopt;
+  const std::optional<StepGemm> fgr_gemm =
+      fgr ? std::make_optional<StepGemm>(w.w_gg.t(), B, TT, transposed(w.low_gg)) : std::nullopt;
 
   for (int64_t t = TT - 1; t >= 0; --t) {
     // adjoint of the hidden state's carry: the step's share stays in dh, the kept share goes to dh_keep

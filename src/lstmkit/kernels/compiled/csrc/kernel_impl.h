@@ -214,18 +214,20 @@ Saved forward_impl(const CellConfig& cf, const Tensor& zx, const Tensor& h0, con
   // With the AVX-512 panels each thread multiplies whole panels (H a multiple of their width); on
   // at::mm, with one-thread BLAS calls, only when the batch split would leave threads idle.
   const int64_t threads = at::get_num_threads();
-  const GemmLib lib = step_gemm_lib(zx.scalar_type(), B, GH * R);
+  const GemmLib lib = bf16_panels(w.low_hh) ? GemmLib::PANEL_BF16 : step_gemm_lib(zx.scalar_type(), B, GH * R);
   const bool units_ok = threads > 1 && !ln && !fgr;
-  const bool panel_units = units_ok && lib == GemmLib::PANEL && H % PANEL_WIDTH == 0 && H >= 2 * PANEL_WIDTH;
+  const bool panel_units = units_ok && (lib == GemmLib::PANEL || lib == GemmLib::PANEL_BF16) &&
+                           H % PANEL_WIDTH == 0 && H >= 2 * PANEL_WIDTH;
   const bool blas_units = units_ok && lib == GemmLib::ATEN && rows_gemm_available<T>() &&
                           B < threads * grain_for(GH) && H >= 8 * threads;
   const bool by_units = panel_units || blas_units;
   // units per chunk: whole panels, or at least 8 units
   const int64_t unit_step = panel_units ? PANEL_WIDTH : 1;
   const int64_t unit_grain = panel_units ? 1 : std::max<int64_t>(8, (H + threads - 1) / threads);
-  const StepGemm rec_gemm(w.w_hh, blas_units ? 0 : B, TT);  // h_{t-1} W_hh^T (prepared only when used)
-  const std::optional<StepGemm> fgr_gemm = fgr ? std::make_optional<StepGemm>(w.w_gg, B, TT) : std::nullopt;
-  const std::optional<StepGemm> proj_gemm = proj ? std::make_optional<StepGemm>(w.w_hr, B, TT) : std::nullopt;
+  const StepGemm rec_gemm(w.w_hh, blas_units ? 0 : B, TT, w.low_hh);  // h_{t-1} W_hh^T (prepared only when used)
+  const std::optional<StepGemm> fgr_gemm = fgr ? std::make_optional<StepGemm>(w.w_gg, B, TT, w.low_gg) : std::nullopt;
+  const std::optional<StepGemm> proj_gemm =
+      proj ? std::make_optional<StepGemm>(w.w_hr, B, TT, w.low_hr) : std::nullopt;
 
   std::vector<T> ones(H, T(1));
   const T* one = ones.data();
@@ -279,6 +281,7 @@ Saved forward_impl(const CellConfig& cf, const Tensor& zx, const Tensor& h0, con
     const Tensor& h_prev = hin.defined() ? at::mul_out(hin, sv.hs[t], mk.rec_mask) : sv.hs[t];
     if (by_units) {
       const T* hp = h_prev.data_ptr<T>();
+      if (panel_units) rec_gemm.stage(h_prev);  // bfloat16 panels: h_{t-1} rounded once for every thread
       at::parallel_for(0, H / unit_step, unit_grain, [&](int64_t u0, int64_t u1) {
         const int64_t j0 = u0 * unit_step, j1 = u1 * unit_step, W = j1 - j0;
         for (int64_t off : cf.block_off) {  // rec[:, off + j0 : off + j1] = h_prev W_hh[off + j0 : off + j1]^T

@@ -150,7 +150,9 @@ inline std::vector<int64_t> step_counts(const OptTensor& lengths, int64_t B, int
 }
 
 
-// The recurrent parameters of one call (undefined: absent from the spec).
+// The recurrent parameters of one call (undefined: absent from the spec), in the compute dtype
+// (float32 for bfloat16 / float16 calls, see compute()); low_*: the GEMM weights as given, for a
+// bfloat16 / float16 call only (undefined otherwise).
 struct Params {
   Tensor w_hh;   // (G*H, R)
   Tensor w_hr;   // (R, H) projection
@@ -159,7 +161,20 @@ struct Params {
   Tensor ln_hh;  // (G*H,) layer norm gain of rec
   Tensor ln_cw;  // (H,) layer norm gain of c_t
   Tensor ln_cb;  // (H,) layer norm bias of c_t
+  Tensor low_hh, low_hr, low_gg;  // w_hh, w_hr, w_gg in bfloat16 / float16
 };
+
+inline Tensor transposed(const Tensor& t) { return t.defined() ? t.t() : t; }
+
+// bfloat16 and float16 calls compute in float32: cell state, gates, every sum; only the per-step
+// GEMMs read the low-precision weights (Params::low_*).
+inline bool low_precision(at::ScalarType dtype) { return dtype == at::kBFloat16 || dtype == at::kHalf; }
+
+// t contiguous, as float32 for a low-precision call (undefined stays undefined).
+inline Tensor compute(const OptTensor& t, bool low) {
+  if (!has(t)) return Tensor();
+  return low && t->is_floating_point() ? t->to(at::kFloat).contiguous() : t->contiguous();
+}
 
 // Per-step masks and sequence lengths of one call.
 struct Masks {
@@ -226,18 +241,22 @@ enum BackwardSlot { D_ZX, D_H0, D_C0, D_W_HH, D_W_HR, D_W_CH, D_W_GG, D_LN_HH, D
 // oneDNN's per-call cost dominates a single row); else at::mm. The weight gradients (one large
 // product per weight) take oneDNN. A library that is missing (no AVX-512 on this CPU, oneDNN
 // switched off with torch.backends.mkldnn) falls back to the next.
-enum class GemmLib { AUTO, ONEDNN, MKL, ATEN, PANEL };
+//   AVX512-BF16 panels: the same for a bfloat16 weight (bfloat16 products, float32 sums), on CPUs that
+//           have AVX512-BF16; a bfloat16 or float16 weight without them runs as float32 (see Params).
+enum class GemmLib { AUTO, ONEDNN, MKL, ATEN, PANEL, PANEL_BF16 };
 static GemmLib gemm_lib = GemmLib::AUTO;
 
 #if defined(__GNUC__) && defined(__x86_64__)
 #define LSTMKIT_HAVE_AVX512 1
 #include "panel_gemm.h"
 static const bool has_avx512 = panel::cpu_has_avx512();
+static const bool has_avx512_bf16 = panel::cpu_has_avx512_bf16();
 constexpr int64_t PANEL_WIDTH = panel::WIDTH;
 #else
 constexpr int64_t PANEL_WIDTH = 16;
 #define LSTMKIT_HAVE_AVX512 0
 static const bool has_avx512 = false;
+static const bool has_avx512_bf16 = false;
 #endif
 
 // MKL's packed GEMM; weak declarations: on builds without these symbols the pointers are null.
@@ -316,23 +335,38 @@ GemmLib step_gemm_lib(at::ScalarType dtype, int64_t m, int64_t weights) {
 // about 0.3 ms and saves 5-20 us per step at B = 16-64, H = 128-256 (benchmarks/README.md).
 constexpr int64_t REORDER_STEPS = 32;
 
+// Whether a per-step GEMM with this low-precision weight (undefined: none) multiplies in bfloat16:
+// a bfloat16 weight on a CPU with AVX512-BF16, unless another library is forced.
+bool bf16_panels(const Tensor& low) {
+  return low.defined() && low.scalar_type() == at::kBFloat16 && has_avx512_bf16 &&
+         (gemm_lib == GemmLib::AUTO || gemm_lib == GemmLib::PANEL);
+}
+
 // out (m, n) = a (m, k) @ W^T for one weight W (n, k) used at every step of a call: the weight is
-// reordered or packed once, on construction. Construct from W^T for a @ W.
+// reordered or packed once, on construction. Construct from W^T for a @ W. `low` is the same weight
+// in bfloat16 or float16 when the call computes in a low precision (a is float32 either way): with
+// AVX512-BF16 panels the products are then taken in bfloat16 (a rounded each step), else as float32.
 struct StepGemm {
   enum { ROW_MAJOR = 101, NO_TRANS = 111, TRANS = 112, B_MATRIX = 162, PACKED = 151 };
   GemmLib lib;
   Tensor w;       // W (n, k), contiguous
   Tensor packed;  // W in oneDNN's layout, or MKL's packed bytes
 #if LSTMKIT_HAVE_AVX512
-  panel::PackedWeight panels;  // W in 16-column panels (PANEL)
+  panel::PackedWeight panels;          // W in 16-column panels (PANEL)
+  panel::PackedWeightBf16 panels_bf16;  // W in 16-column panels of bfloat16 pairs (PANEL_BF16)
+  mutable std::vector<uint32_t> a_bf16;  // a rounded to bfloat16 pairs, (m, ceil(k / 2)) (PANEL_BF16)
 #endif
   int m, n, k;
 
-  StepGemm(const Tensor& weight, int64_t rows, int64_t steps)
-      : lib(step_gemm_lib(weight.scalar_type(), rows, weight.numel())), w(weight.contiguous()), m(int(rows)),
-        n(int(weight.size(0))), k(int(weight.size(1))) {
+  StepGemm(const Tensor& weight, int64_t rows, int64_t steps, const Tensor& low = Tensor())
+      : lib(bf16_panels(low) ? GemmLib::PANEL_BF16 : step_gemm_lib(weight.scalar_type(), rows, weight.numel())),
+        w(weight.contiguous()), m(int(rows)), n(int(weight.size(0))), k(int(weight.size(1))) {
 #if LSTMKIT_HAVE_AVX512
     if (lib == GemmLib::PANEL) panels = panel::PackedWeight(w);
+    if (lib == GemmLib::PANEL_BF16) {
+      panels_bf16 = panel::PackedWeightBf16(low);
+      a_bf16.resize(size_t(std::max<int64_t>(rows, 1) * ((k + 1) / 2)));
+    }
 #endif
     if (lib == GemmLib::ONEDNN) {
       packed = steps >= REORDER_STEPS ? onednn_ops().reorder->call(w, rows) : w;
@@ -343,13 +377,26 @@ struct StepGemm {
     }
   }
 
+  bool panel_lib() const { return lib == GemmLib::PANEL || lib == GemmLib::PANEL_BF16; }
+
+  // Round a (m, k) to bfloat16 for the following columns() calls (PANEL_BF16; a no-op elsewhere).
+  void stage(const Tensor& a) const {
+#if LSTMKIT_HAVE_AVX512
+    if (lib == GemmLib::PANEL_BF16) panel::round_rows(m, k, a.data_ptr<float>(), k, a_bf16.data());
+#endif
+  }
+
   // Columns [c0, c1) of a @ W^T into out (m, n): the unit split of the AVX-512 panels, c0 and c1
-  // multiples of PANEL_WIDTH (a no-op elsewhere, where the split never calls it).
+  // multiples of PANEL_WIDTH (a no-op elsewhere, where the split never calls it); PANEL_BF16 reads
+  // the a of the last stage().
   void columns(const Tensor& a, Tensor& out, int64_t c0, int64_t c1) const {
 #if LSTMKIT_HAVE_AVX512
     if (lib == GemmLib::PANEL) {
       panel::gemm_panels(m, a.data_ptr<float>(), k, panels, out.data_ptr<float>(), n, c0 / panel::WIDTH,
                          c1 / panel::WIDTH);
+    } else if (lib == GemmLib::PANEL_BF16) {
+      panel::gemm_panels_bf16(m, a_bf16.data(), panels_bf16, out.data_ptr<float>(), n, c0 / panel::WIDTH,
+                              c1 / panel::WIDTH);
     }
 #endif
   }
@@ -360,6 +407,10 @@ struct StepGemm {
 #if LSTMKIT_HAVE_AVX512
       case GemmLib::PANEL:
         panel::gemm(m, a.data_ptr<float>(), panels, out.data_ptr<float>());
+        return out;
+      case GemmLib::PANEL_BF16:
+        stage(a);
+        panel::gemm_bf16(m, a_bf16.data(), panels_bf16, out.data_ptr<float>());
         return out;
 #endif
       case GemmLib::ONEDNN:
@@ -474,6 +525,7 @@ const char* gemm_lib_name(GemmLib lib) {
     case GemmLib::ONEDNN: return "onednn";
     case GemmLib::MKL: return "mkl";
     case GemmLib::PANEL: return "avx512";
+    case GemmLib::PANEL_BF16: return "avx512_bf16";
     default: return "aten";
   }
 }
@@ -517,14 +569,25 @@ std::vector<Tensor> run_forward(const Tensor& zx_in, const Tensor& h0_in, const 
               "lstmkit kernel: zx, h0, c0 must have 3, 2, 2 dimensions; got ", zx_in.dim(), ", ", h0_in.dim(), ", ",
               c0_in.dim());
   cf.check_layout(c0_in.size(1), zx_in.size(2));
-  Tensor zx = zx_in.contiguous(), h0 = h0_in.contiguous(), c0 = c0_in.contiguous();
-  const Params w{w_hh_in.contiguous(), contig(w_hr), contig(w_ch), contig(w_gg),
-                 contig(ln_hh),        contig(ln_cw), contig(ln_cb)};
-  const Masks mk{contig(rec_mask), contig(zc_mask), contig(zh_mask), step_counts(lengths, zx.size(1), zx.size(0))};
+  const at::ScalarType dtype = zx_in.scalar_type();
+  const bool low = low_precision(dtype);
+  Tensor zx = compute(zx_in, low), h0 = compute(h0_in, low), c0 = compute(c0_in, low);
+  Params w{compute(w_hh_in, low), compute(w_hr, low),  compute(w_ch, low),  compute(w_gg, low),
+           compute(ln_hh, low),   compute(ln_cw, low), compute(ln_cb, low)};
+  if (low) w.low_hh = w_hh_in.contiguous(), w.low_hr = contig(w_hr), w.low_gg = contig(w_gg);
+  const Masks mk{compute(rec_mask, low), compute(zc_mask, low), compute(zh_mask, low),
+                 step_counts(lengths, zx.size(1), zx.size(0))};
   Saved sv;
-  AT_DISPATCH_FLOATING_TYPES(zx.scalar_type(), "lstmkit_forward", [&] {
-    sv = LSTMKIT_ISA_CALL(forward_impl<scalar_t>)(cf, zx, h0, c0, w, mk, Keep{save, record});
-  });
+  if (low) {
+    sv = LSTMKIT_ISA_CALL(forward_impl<float>)(cf, zx, h0, c0, w, mk, Keep{save, record});
+    // h comes back in the call's dtype; c, the gates and the rest stay float32 (rounding c or a gate
+    // would move the kinks of clip, hard_sigmoid and relu that the backward reads from them)
+    sv.hs = sv.hs.to(dtype);
+  } else {
+    AT_DISPATCH_FLOATING_TYPES(dtype, "lstmkit_forward", [&] {
+      sv = LSTMKIT_ISA_CALL(forward_impl<scalar_t>)(cf, zx, h0, c0, w, mk, Keep{save, record});
+    });
+  }
   return sv.list();
 }
 
@@ -559,15 +622,29 @@ std::vector<Tensor> lstm_backward(const OptTensor& d_hs, const OptTensor& d_cs, 
                                   const OptTensor& zh_mask, const OptTensor& lengths, std::vector<int64_t> cfg,
                                   double clip, double zc_p, double zh_p) {
   const CellConfig cf(cfg, clip, zc_p, zh_p);
-  const Saved sv = Saved::from_list(saved);
+  const at::ScalarType dtype = w_hh.scalar_type();
+  const bool low = low_precision(dtype);
+  std::vector<OptTensor> saved_c;
+  for (const OptTensor& t : saved) saved_c.emplace_back(compute(t, low));
+  const Saved sv = Saved::from_list(saved_c);
   cf.check_layout(sv.cs.size(2), sv.acts.size(2));
-  const Params w{w_hh.contiguous(), contig(w_hr), contig(w_ch), contig(w_gg), contig(ln_hh), contig(ln_cw), Tensor()};
-  const Masks mk{contig(rec_mask), contig(zc_mask), contig(zh_mask),
+  Params w{compute(w_hh, low),  compute(w_hr, low),  compute(w_ch, low), compute(w_gg, low),
+           compute(ln_hh, low), compute(ln_cw, low), Tensor()};
+  if (low) w.low_hh = w_hh.contiguous(), w.low_hr = contig(w_hr), w.low_gg = contig(w_gg);
+  const Masks mk{compute(rec_mask, low), compute(zc_mask, low), compute(zh_mask, low),
                  step_counts(lengths, sv.acts.size(1), sv.acts.size(0))};
   std::vector<Tensor> out;
-  AT_DISPATCH_FLOATING_TYPES(sv.acts.scalar_type(), "lstmkit_backward", [&] {
-    out = LSTMKIT_ISA_CALL(backward_impl<scalar_t>)(cf, contig(d_hs), contig(d_cs), contig(d_acts), sv, w, mk);
-  });
+  if (low) {
+    out = LSTMKIT_ISA_CALL(backward_impl<float>)(cf, compute(d_hs, low), compute(d_cs, low), compute(d_acts, low), sv,
+                                                 w, mk);
+    for (Tensor& g : out) {
+      if (g.defined()) g = g.to(dtype);  // gradients in the dtype of what they belong to
+    }
+  } else {
+    AT_DISPATCH_FLOATING_TYPES(sv.acts.scalar_type(), "lstmkit_backward", [&] {
+      out = LSTMKIT_ISA_CALL(backward_impl<scalar_t>)(cf, contig(d_hs), contig(d_cs), contig(d_acts), sv, w, mk);
+    });
+  }
   return out;
 }
 
@@ -580,6 +657,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("infer", &lstmkit::lstm_infer,
         "forward with no backward to come: hs, cs, acts (cs and acts of every step only when recording)");
   m.def("avx512", [] { return lstmkit::has_avx512; }, "whether this CPU runs the AVX-512 panel GEMM");
+  m.def("avx512_bf16", [] { return lstmkit::has_avx512_bf16; },
+        "whether this CPU runs the bfloat16 panel GEMM (AVX512-BF16); else bfloat16 weights multiply as float32");
   m.def("isa", &lstmkit::isa, "instruction set of the loops: 'avx512', 'avx2' or 'generic'");
   m.def("set_isa", &lstmkit::set_isa, "run the loops as 'generic', 'avx2' or 'avx512' (one the CPU has)");
   m.def("set_gemm", &lstmkit::set_gemm,
