@@ -8,6 +8,8 @@ import torch
 from torch import Tensor, nn
 
 from ..families.slstm import SLSTMSpec, SLSTMState, slstm_layer, slstm_step
+from ..kernels import families as family_kernels
+from ..kernels.families import slstm as compiled_slstm
 from .family_base import FamilyCell, FamilyRNN, check_heads, init_choice, small_init_, uniform_
 
 INITS = ("torch", "xlstm")
@@ -58,7 +60,9 @@ class SLSTM(FamilyRNN):
 
     Args: input_size I, hidden_size H, num_layers L, bias, batch_first, dropout (between layers).
     Keyword-only: num_heads NH (dividing H), spec (:class:`SLSTMSpec`), init ("torch": every parameter
-        U(-1/sqrt(H), 1/sqrt(H)); "xlstm": the official package's defaults), device, dtype.
+        U(-1/sqrt(H), 1/sqrt(H)); "xlstm": the official package's defaults), kernel ("auto": the
+        compiled C++ recurrence when it can run the call, else the reference loop; "compiled";
+        "reference"; "auto" follows :func:`lstmkit.kernels.use`), device, dtype.
 
     Parameters per layer: ``weight_ih_l{k}`` (4H, I), ``weight_hh_l{k}`` (4H, H/NH) (row (g, head,
     unit), columns the units of that head), ``bias_l{k}`` (4H,); gate blocks in order i, f, z, o.
@@ -92,10 +96,12 @@ class SLSTM(FamilyRNN):
         num_heads: int = 1,
         spec: SLSTMSpec | None = None,
         init: str = "torch",
+        kernel: str = "auto",
         device: Any = None,
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout, dtype)
+        self.kernel = family_kernels.check_kernel(kernel)
         self.num_heads = check_heads(self.hidden_size, num_heads)
         self.spec = spec if spec is not None else SLSTMSpec()
         if not isinstance(self.spec, SLSTMSpec):
@@ -125,12 +131,18 @@ class SLSTM(FamilyRNN):
     ) -> tuple[Tensor, tuple[Tensor, ...], dict[str, Tensor] | None]:
         w_ih, w_hh, b = self._layer(k)
         x_proj = nn.functional.linear(seq, w_ih, b)  # (T, B, 4H)
+        state_ = SLSTMState(*state)
+        tensors = (x_proj, w_hh, *state)
+        if family_kernels.choose(self.kernel, "slstm", record=record, tensors=tensors) == "compiled":
+            out, final_ = compiled_slstm.slstm_layer(x_proj, state_, w_hh, self.num_heads, self.spec, lengths)
+            return out, tuple(final_), None
         out, final, rec = slstm_layer(x_proj, SLSTMState(*state), w_hh, self.num_heads, self.spec, lengths, record)
         return out, tuple(final), rec
 
     def extra_repr(self) -> str:
         s = f"{self.input_size}, {self.hidden_size}, num_layers={self.num_layers}, num_heads={self.num_heads}"
-        return s + ("" if self.spec == SLSTMSpec() else f", spec={self.spec}")
+        s += "" if self.spec == SLSTMSpec() else f", spec={self.spec}"
+        return s + ("" if self.kernel == "auto" else f", kernel={self.kernel!r}")
 
 
 class SLSTMCell(FamilyCell):
