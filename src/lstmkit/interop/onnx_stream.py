@@ -14,6 +14,7 @@ Feed each call's ``h_n, c_n`` back as the next call's ``h0, c0`` (zeros to start
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 from pathlib import Path
@@ -89,9 +90,12 @@ def _int8(data: bytes) -> bytes:
     with tempfile.TemporaryDirectory() as tmp:
         src, dst = Path(tmp) / "float.onnx", Path(tmp) / "int8.onnx"
         src.write_bytes(data)
-        quantize_dynamic(
-            src, dst, per_channel=True, weight_type=QuantType.QInt8, extra_options={"EnableSubgraph": True}
-        )
+        options = {"EnableSubgraph": True}  # the MatMuls inside Scan bodies too
+        logging.disable(logging.WARNING)  # its advice to pre-process (shape inference) is for vision models
+        try:
+            quantize_dynamic(src, dst, per_channel=True, weight_type=QuantType.QInt8, extra_options=options)
+        finally:
+            logging.disable(logging.NOTSET)
         return dst.read_bytes()
 
 
@@ -127,8 +131,8 @@ def export_stream_onnx(
     ``forward_state`` call; nothing is written when a check fails. Raises ValueError for a model that
     cannot stream (bidirectional, FGR, not an lstmkit.LSTM core, training mode with random regularisers),
     TypeError for a dtype other than float32, ImportError without onnx/onnxruntime, RuntimeError when
-    onnxruntime disagrees by more than ``atol`` (default 1e-5; for int8 :data:`INT8_TOLERANCE` x
-    max(1, max |prediction|)).
+    onnxruntime disagrees by more than ``atol`` x max(1, max |prediction|) (default 1e-5; for int8
+    :data:`INT8_TOLERANCE`).
     """
     from .edge import check_exportable
     from .onnx_graph import lstm_op_expresses
@@ -172,8 +176,8 @@ def export_stream_onnx(
     diff, float_diff = max_abs_diff(got, want), max_abs_diff(got, want_float)
     if int8:
         limit = (INT8_TOLERANCE if atol is None else float(atol)) * max(1.0, float(want[0].abs().max()))
-    else:
-        limit = TOLERANCE if atol is None else float(atol)
+    else:  # float32 rounding grows with the outputs' size (logits of ~10 differ in the 6th digit)
+        limit = (TOLERANCE if atol is None else float(atol)) * max(1.0, float(want[0].abs().max()))
     if not diff <= limit:
         raise RuntimeError(
             f"onnxruntime's outputs differ from PyTorch's by {diff:.3g} (more than {limit:.3g}); nothing written"
