@@ -131,3 +131,18 @@ def test_step_targets_and_table() -> None:
     assert not checks["stream step / nn.LSTM"]["met"]
     table = "\n".join(step.markdown(result["runs"][0]["step"]))
     assert "| peephole | 1.10 | 1.30 | 1.00 |" in table
+
+
+def test_cli_bench_streams_plan_writes_the_step_table(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    tiny = run.Plan(**{**TINY.__dict__, "contenders": (contenders.BASELINE, "lstmkit peephole"), "step": (8,)})
+    monkeypatch.setattr(run, "STREAMS", run.Plan(**{**tiny.__dict__, "step_calls": 2}))
+    assert cli_main(["bench", "--streams", "--threads", "1", "--out", str(tmp_path)]) == 0
+    result = json.loads((tmp_path / "results.json").read_text())
+    assert result["plan"] == "streams"
+    rows = result["runs"][0]["step"][0]["rows"]
+    from lstmkit.bench.step import STEP_SPECS
+
+    assert set(rows) == {"nn.LSTM", *STEP_SPECS}
+    assert "Per-step latency" in (tmp_path / "results.md").read_text()
+    measures = {c["measure"] for c in result["targets"]}
+    assert "stream step / nn.LSTM" in measures

@@ -13,7 +13,7 @@ RIVAL_FACTOR = 3.0
 
 def label(case: dict[str, Any]) -> str:
     extra = f" L={case['layers']} bi" if case["bidirectional"] else ""
-    inputs = f" I={case['I']}" if case["I"] != case["H"] else ""
+    inputs = f" I={case['I']}" if case.get("I", case["H"]) != case["H"] else ""
     return f"T={case['T']} B={case['B']}{inputs} H={case['H']}{extra}"
 
 
@@ -99,7 +99,7 @@ def markdown(result: dict[str, Any]) -> str:
     ratios to nn.LSTM (forward / training), then the memory sweep and the target checks."""
     env = result["environment"]
     lines = [
-        f"Run {env['started']} ({'quick' if result['quick'] else 'full'}), torch {env['torch']}, "
+        f"Run {env['started']} ({result.get('plan', 'quick' if result['quick'] else 'full')}), torch {env['torch']}, "
         f"{env['cpus']} CPUs, compiled kernel: {env['kernel_isa']}, load average before/after: "
         f"{env['load_before']} / {env['load_after']}, {env['seconds']:.0f} s.",
     ]

@@ -41,6 +41,7 @@ class Plan:
     sweep: tuple[tuple[int, ...], int, int] | None  # (Ts, B, H) of the memory sweep, None: skip
     matmul_n: int  # size of the square matmul whose GFLOP/s is the peak
     step: tuple[int, ...] = ()  # hidden sizes of the per-step latency table (T = 1, B = 1), () to skip
+    step_calls: int = 200  # steps per timing sample of that table
     bf16: tuple[tuple[int, int, int, int], ...] = ()  # (T, B, I, H) cases of the bfloat16 table, () to skip
     contenders: tuple[str, ...] = field(default_factory=lambda: tuple(c.name for c in CONTENDERS))  # main table
 
@@ -67,6 +68,17 @@ QUICK = Plan(
     step=(64,),
     bf16=((50, 16, 64, 128),),
 )
+STREAMS = Plan(
+    grid=((1, 64), (1, 256), (16, 64), (16, 256)),
+    T=50,
+    reps=5,
+    long=None,
+    bidirectional=None,
+    sweep=None,
+    matmul_n=1024,
+    step=(64, 256),
+)
+"""Streaming inference: forward of every spec at B = 1 and 16, and the per-step latency table."""
 LONG_CONTENDERS = [BASELINE, "lstmkit return_gates", "lstmkit peephole", "lstmkit layernorm", SCRIPTED_PEEPHOLE]
 SWEEP_CONTENDERS = [BASELINE, "lstmkit peephole"]
 
@@ -139,7 +151,7 @@ def run_threads(plan: Plan, reps: int, threads: int, log: Any) -> dict[str, Any]
         log(f"[{threads} threads] bfloat16 B={B} H={H} done ({time.perf_counter() - start:.0f} s)")
     out["step"] = []
     for H in plan.step:
-        out["step"].append({"H": H, "I": STEP_INPUT, "rows": time_steps(H, STEP_INPUT, reps=3 * reps)})
+        out["step"].append({"H": H, "I": STEP_INPUT, "rows": time_steps(H, STEP_INPUT, reps=3 * reps, calls=plan.step_calls)})
         log(f"[{threads} threads] step latency H={H} done ({time.perf_counter() - start:.0f} s)")
     return out
 
@@ -160,6 +172,9 @@ def parser() -> argparse.ArgumentParser:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """The options shared by ``python -m benchmarks`` and ``lstmkit bench``."""
     p.add_argument("--quick", action="store_true", help="a small grid (about a minute)")
+    p.add_argument(
+        "--streams", action="store_true", help="streaming: B = 1 and 16 at H = 64 and 256, and per-step latency"
+    )
     p.add_argument("--out", type=Path, default=Path("runs/bench"), help="folder for results.json and results.md")
     p.add_argument("--reps", type=int, help="repetitions per case (default 5, quick 3)")
     p.add_argument("--threads", type=int, help="one thread count only (default: torch's default, then 1)")
@@ -180,13 +195,15 @@ def main(argv: list[str] | None = None) -> int:
         value = getattr(args, name)
         if value is not None and value < 1:
             raise SystemExit(f"--{name} must be at least 1; got {value}")
-    return execute(args.quick, args.out, args.reps, args.threads)
+    return execute(args.quick, args.out, args.reps, args.threads, streams=args.streams)
 
 
-def execute(quick: bool, out: Path, reps: int | None, threads: int | None, log: Any = None) -> int:
+def execute(
+    quick: bool, out: Path, reps: int | None, threads: int | None, log: Any = None, *, streams: bool = False
+) -> int:
     """The whole run: time, write ``out/results.json`` and ``out/results.md``, print the tables."""
     log = log or (lambda line: print(line, flush=True))
-    plan = QUICK if quick else FULL
+    plan = STREAMS if streams else QUICK if quick else FULL
     reps = reps or plan.reps
     from ..kernels import compiled
 
@@ -212,7 +229,8 @@ def execute(quick: bool, out: Path, reps: int | None, threads: int | None, log: 
         log(f"memory sweep done ({time.perf_counter() - t_start:.0f} s)")
     env["load_after"] = _load()
     env["seconds"] = time.perf_counter() - t_start
-    result = {"quick": quick, "reps": reps, "T": plan.T, "environment": env, "runs": runs, "sweep": sweep}
+    name = "streams" if streams else "quick" if quick else "full"
+    result = {"quick": quick, "plan": name, "reps": reps, "T": plan.T, "environment": env, "runs": runs, "sweep": sweep}
     result["targets"] = report.targets(result)
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(result, indent=2))

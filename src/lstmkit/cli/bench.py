@@ -36,4 +36,4 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError(f"--reps must be at least 1; got {args.reps}")
     if args.threads is not None and args.threads < 1:
         raise CLIError(f"--threads must be at least 1; got {args.threads}")
-    return execute(args.quick, args.out, args.reps, args.threads)
+    return execute(args.quick, args.out, args.reps, args.threads, streams=args.streams)
