@@ -151,7 +151,9 @@ def run_threads(plan: Plan, reps: int, threads: int, log: Any) -> dict[str, Any]
         log(f"[{threads} threads] bfloat16 B={B} H={H} done ({time.perf_counter() - start:.0f} s)")
     out["step"] = []
     for H in plan.step:
-        out["step"].append({"H": H, "I": STEP_INPUT, "rows": time_steps(H, STEP_INPUT, reps=3 * reps, calls=plan.step_calls)})
+        out["step"].append(
+            {"H": H, "I": STEP_INPUT, "rows": time_steps(H, STEP_INPUT, reps=3 * reps, calls=plan.step_calls)}
+        )
         log(f"[{threads} threads] step latency H={H} done ({time.perf_counter() - start:.0f} s)")
     return out
 
