@@ -19,6 +19,7 @@ import inspect
 from .adding import AddingTask
 from .base import Batch, Task
 from .charlm import CharLMTask
+from .classify import ClassifyTask
 from .copy import CopyTask
 from .forecast import ForecastTask
 from .keyword import KeywordTask
@@ -28,6 +29,7 @@ from .reber import ReberTask
 TASKS: dict[str, type[Task]] = {
     AddingTask.name: AddingTask,
     CharLMTask.name: CharLMTask,
+    ClassifyTask.name: ClassifyTask,
     CopyTask.name: CopyTask,
     ForecastTask.name: ForecastTask,
     KeywordTask.name: KeywordTask,
@@ -75,6 +77,7 @@ __all__ = [
     "AddingTask",
     "Batch",
     "CharLMTask",
+    "ClassifyTask",
     "CopyTask",
     "ForecastTask",
     "KeywordTask",

@@ -33,6 +33,7 @@ TASK_DEFAULTS: dict[str, dict[str, Any]] = {
     "charlm": {"hidden": 128, "lr": 3e-3, "batch_size": 32, "steps": 2000, "eval_every": 200, "embedding_dim": 32},
     "keyword": {"hidden": 32, "lr": 3e-3, "batch_size": 32, "steps": 1500, "eval_every": 100, "init": "chrono"},
     "forecast": {"hidden": 32, "lr": 3e-3, "batch_size": 32, "steps": 3000, "eval_every": 100, "patience": 5},
+    "classify": {"hidden": 64, "lr": 3e-3, "batch_size": 32, "steps": 1000, "eval_every": 100},
 }
 """Task name -> the fields that differ from :data:`COMMON`."""
 
