@@ -132,13 +132,12 @@ def latency(run: Path, tmp: Path) -> list[str]:
             times["lstmkit eager float"] = _median_us(lambda f=frame, s=state: model.forward_state(f, s))
             times["lstmkit eager int8"] = _median_us(lambda f=frame, s=state: q.forward_state(f, s))
         import onnxruntime as ort
-        from executorch.runtime import Runtime
 
         for int8 in (False, True):
             tag = "int8" if int8 else "float"
             pte = tmp / f"lat{B}{tag}.pte"
             export_model_executorch(model, pte, test.inputs[:B, :4].contiguous(), streaming=True, chunk=1, int8=int8)
-            method = Runtime.get().load_program(pte.read_bytes()).load_method("forward")
+            method = load_method(pte.read_bytes())
             times[f"ExecuTorch XNNPACK {tag}"] = _median_us(lambda m=method, f=frame, s=state: m.execute([f, *s]))
             onnx = tmp / f"lat{B}{tag}.onnx"
             export_stream_onnx(model, onnx, test.inputs[:B, :4].contiguous(), chunk=1, int8=int8)

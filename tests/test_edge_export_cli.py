@@ -60,7 +60,9 @@ def test_executorch_streaming_charlm(charlm, tmp_path: Path, capsys) -> None:
     assert printed.startswith(f"wrote {out} (streaming, 4 frames per call: embedding, LSTM, head; float32")
     assert "executorch.runtime max |diff|" in printed
     tokens = task.test_set().inputs[:2, :12]
-    method = Runtime.get().load_program(out.read_bytes()).load_method("forward")
+    data = out.read_bytes()  # the runtime reads the program in place: keep it alive
+    program = Runtime.get().load_program(data)
+    method = program.load_method("forward")
     state = [torch.zeros(2, 2, 8), torch.zeros(2, 2, 8)]
     preds = []
     for k in range(3):
@@ -99,8 +101,9 @@ def test_executorch_whole_forecaster(tmp_path: Path, capsys) -> None:
     model, _ = load_run(run)
     with torch.no_grad():
         want = task.decode(model.eval()(test.inputs, test.lengths), test.extra["last"])
-    method = Runtime.get().load_program(out.read_bytes()).load_method("forward")
-    _, forecast = method.execute([task.raw(test.extra["origin"]).contiguous()])
+    data = out.read_bytes()
+    program = Runtime.get().load_program(data)
+    _, forecast = program.load_method("forward").execute([task.raw(test.extra["origin"]).contiguous()])
     torch.testing.assert_close(forecast, want, atol=1e-5 * task.scale, rtol=0)
 
 

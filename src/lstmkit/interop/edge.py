@@ -144,12 +144,25 @@ def lower(module: nn.Module, example: tuple[Tensor, ...], *, int8: bool = False)
     return bytes(edge.to_executorch().buffer)
 
 
-def load_method(program: bytes) -> Any:
-    """A ``.pte``'s ``forward``, loaded in ``executorch.runtime``: ``method.execute(inputs) -> outputs``."""
-    _require_executorch()
-    from executorch.runtime import Runtime
+class LoadedProgram:
+    """A ``.pte``'s ``forward`` loaded in ``executorch.runtime``: ``execute(inputs) -> outputs``. It keeps the
+    program's bytes and the loaded program alive as long as the method (the runtime reads them in place)."""
 
-    return Runtime.get().load_program(program).load_method("forward")
+    def __init__(self, program: bytes) -> None:
+        _require_executorch()
+        from executorch.runtime import Runtime
+
+        self.data = bytes(program)
+        self.program = Runtime.get().load_program(self.data)
+        self.method = self.program.load_method("forward")
+
+    def execute(self, inputs: list[Tensor]) -> list[Tensor]:
+        return list(self.method.execute(inputs))
+
+
+def load_method(program: bytes) -> LoadedProgram:
+    """:class:`LoadedProgram` of ``program`` (the bytes of a ``.pte``)."""
+    return LoadedProgram(program)
 
 
 def run_program(program: bytes, inputs: list[Tensor]) -> list[Tensor]:
@@ -247,7 +260,7 @@ def export_model_executorch(
         module: nn.Module = StreamingModel(model).eval()
         buffer = lower(module, (inputs[:, :chunk].contiguous(), *zeros), int8=int8)
         method = load_method(buffer)
-        got = _stream(lambda xs: list(method.execute(xs)), inputs, zeros, chunk)
+        got = _stream(method.execute, inputs, zeros, chunk)
     else:
         module = WholeModel(model, normalization).eval()
         with torch.no_grad():
