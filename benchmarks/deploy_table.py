@@ -155,14 +155,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="+", type=Path)
     parser.add_argument("--test", type=int, default=64, help="test sequences per run (default 64)")
+    parser.add_argument("--latency", type=Path, help="the run whose per-step latency is timed (default: the first)")
+    parser.add_argument("--no-table", action="store_true", help="latency only")
     args = parser.parse_args()
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as tmp:
-        print("| task | runtime | float32 | int8 | bytes float32 | bytes int8 |\n|---|---|---|---|---|---|")
-        for run in args.runs:
-            print("\n".join(table_for(run, Path(tmp), args.test)), flush=True)
-        print("\n| per step, model of " + str(args.runs[0]) + " | B | µs | / nn.LSTM eager |\n|---|---|---|---|")
-        print("\n".join(latency(args.runs[0], Path(tmp))))
+        if not args.no_table:
+            print("| task | runtime | float32 | int8 | bytes float32 | bytes int8 |\n|---|---|---|---|---|---|")
+            for run in args.runs:
+                print("\n".join(table_for(run, Path(tmp), args.test)), flush=True)
+        timed = args.latency or args.runs[0]
+        print("\n| per step, model of " + str(timed) + " | B | µs | / nn.LSTM eager |\n|---|---|---|---|")
+        print("\n".join(latency(timed, Path(tmp))))
 
 
 if __name__ == "__main__":

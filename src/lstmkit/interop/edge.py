@@ -96,7 +96,8 @@ class WholeModel(nn.Module):
             mean = torch.tensor(n.mean[1:], dtype=inputs.dtype)
             std = torch.tensor(n.std[1:], dtype=inputs.dtype)
             parts.append((rows - mean) / std)
-        dtype: torch.dtype = self.model.lstm.weight_ih_l0.dtype  # type: ignore[union-attr,assignment]
+        weight = getattr(self.model.lstm, "weight_ih_l0", None)  # an int8 core computes in float32
+        dtype = weight.dtype if isinstance(weight, Tensor) else torch.float32
         pred = self.predict(torch.cat(parts, dim=2).to(dtype))
         z = pred.to(inputs.dtype) * n.scale
         if n.normalize == "global":

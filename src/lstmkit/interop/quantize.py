@@ -71,7 +71,12 @@ def int8_linear(x: Tensor, q: Tensor, scale: Tensor, bias: Tensor | None = None)
     amax = x2.abs().amax(dim=1, keepdim=True)
     s_x = torch.where(amax > 0, amax / QMAX, torch.ones_like(amax))  # (M, 1)
     q_x = torch.round(x2 / s_x).clamp(-QMAX, QMAX).to(torch.int8)
-    acc = torch._int_mm(q_x, q.t()) if q_x.shape[0] > 0 else x2.new_zeros(0, q.shape[0], dtype=torch.int32)
+    if q_x.shape[0] == 0:
+        acc = x2.new_zeros(0, q.shape[0], dtype=torch.int32)
+    elif K == 1:  # torch 2.13's CPU _int_mm sums wrongly over a single column: the outer product, exact in int32
+        acc = q_x.to(torch.int32) * q.t().to(torch.int32)
+    else:
+        acc = torch._int_mm(q_x, q.t())  # (M, N) int32
     y = acc.float() * s_x * scale
     if bias is not None:
         y = y + bias
