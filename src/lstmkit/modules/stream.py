@@ -22,6 +22,18 @@ from .lstm import LSTM
 State = tuple[Tensor, ...]
 
 
+def reset_streams(state: State, reset: Tensor, batch_dim: int = 1) -> State:
+    """``state`` with stream b zeroed wherever the (B,) bool ``reset[b]`` is True and the other streams
+    untouched, bit for bit; the batch is on ``batch_dim`` of every tensor (1 for a layer's (L*D, B, ·)
+    state, 0 for a cell's (B, ·)). Zeroing replaces values (a non-finite state is reset too)."""
+    out = []
+    for t in state:
+        shape = [1] * t.dim()
+        shape[batch_dim] = reset.shape[0]
+        out.append(t.masked_fill(reset.to(t.device).view(shape), 0.0))
+    return tuple(out)
+
+
 class Stream:
     r"""The state of ``batch_size`` independent streams through ``model``, carried from call to call.
 
@@ -108,11 +120,7 @@ class Stream:
                 self._check_mask(mask)
             self._state = None
             return
-        keep = ~self._check_mask(mask)
-        axis = 0 if self._kind == "cell" else 1
-        shape = [1] * self._state[0].dim()
-        shape[axis] = self.batch_size
-        self._state = tuple(t * keep.to(device=t.device, dtype=t.dtype).view(shape) for t in self._state)
+        self._state = reset_streams(self._state, self._check_mask(mask), batch_dim=0 if self._kind == "cell" else 1)
 
     def detach(self) -> None:
         """Cut the carried state from the autograd graph (truncated backpropagation through time:

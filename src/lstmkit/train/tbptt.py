@@ -27,6 +27,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from ..modules import stream
 from ..tasks.base import Segment, Task
 
 State = tuple[Tensor, ...]
@@ -42,13 +43,10 @@ def reset_streams(state: State | None, reset: Tensor) -> State | None:
         return None
     if reset.dim() != 1 or reset.dtype != torch.bool:
         raise ValueError(f"reset must be a (B,) bool tensor; got {tuple(reset.shape)} {reset.dtype}")
-    out = []
     for s in state:
         if s.dim() < 2 or s.shape[1] != reset.shape[0]:
             raise ValueError(f"reset mask has {reset.shape[0]} streams; the state holds {tuple(s.shape)}")
-        keep = reset.to(s.device).view(1, -1, *([1] * (s.dim() - 2)))  # (1, B, 1, ...)
-        out.append(s.masked_fill(keep, 0.0))
-    return tuple(out)
+    return stream.reset_streams(state, reset)
 
 
 def detach_state(state: State) -> State:
