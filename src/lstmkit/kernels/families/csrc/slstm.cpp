@@ -63,15 +63,18 @@ template <typename T>
 LSTMKIT_INLINE void log_gates(const T* x, T* lg, T* slope, int64_t n, bool exp_gate, double cap) {
   if (cap > 0) {
     const T C = T(cap);
+    #pragma GCC ivdep  // distinct arrays
     for (int64_t u = 0; u < n; ++u) {
       const T th = vtanh(x[u] / C);
       lg[u] = C * th;
       slope[u] = T(1) - th * th;
     }
   } else {
+    #pragma GCC ivdep  // distinct arrays
     for (int64_t u = 0; u < n; ++u) lg[u] = x[u], slope[u] = T(1);
   }
   if (exp_gate) return;
+  #pragma GCC ivdep  // distinct arrays
   for (int64_t u = 0; u < n; ++u) {  // log sigmoid(y) = min(y, 0) - log1p(e^{-|y|}); its slope sigmoid(-y)
     const T y = lg[u];
     const T e = vexp(y < T(0) ? y : -y);
@@ -82,76 +85,117 @@ LSTMKIT_INLINE void log_gates(const T* x, T* lg, T* slope, int64_t n, bool exp_g
 }
 
 // ---------------------------------------------------------------------------------------- recurrence
-// rec (4H) += R h (H), R stored transposed as RT (NH, DH_in, 4, DH_out) so the inner loop is contiguous.
+// Rows are taken RB at a time so that each slice of R read from memory serves RB rows.
+constexpr int64_t RB = 4;
+
+// rec_q (4H) += R h_q (H) for the rows q < nr; R stored transposed as RT (NH, DH_in, 4, DH_out) so the
+// inner loop runs over contiguous output units.
 template <typename T>
-LSTMKIT_INLINE void recurrence(const T* RT, const T* h, T* rec, int64_t H, int64_t NH) {
+LSTMKIT_INLINE void recurrence(const T* RT, const T* const* h, T* const* rec, int64_t nr, int64_t H, int64_t NH) {
   const int64_t DH = H / NH;
   for (int64_t k = 0; k < NH; ++k) {
     for (int64_t d = 0; d < DH; ++d) {
-      const T hv = h[k * DH + d];
       const T* r = RT + (k * DH + d) * 4 * DH;
       for (int64_t g = 0; g < 4; ++g) {
-        T* out = rec + g * H + k * DH;
         const T* rg = r + g * DH;
-        for (int64_t j = 0; j < DH; ++j) out[j] += hv * rg[j];
+        for (int64_t q = 0; q < nr; ++q) {
+          const T hv = h[q][k * DH + d];
+          T* out = rec[q] + g * H + k * DH;
+          #pragma GCC ivdep  // distinct arrays
+          for (int64_t j = 0; j < DH; ++j) out[j] += hv * rg[j];
+        }
       }
     }
   }
 }
 
-// dh (H) += R^T dpre (4H), R in its stored layout (4, NH, DH_out, DH_in).
+// dh_q (H) += R^T dpre_q (4H) for the rows q < nr, R in its stored layout (4, NH, DH_out, DH_in).
 template <typename T>
-LSTMKIT_INLINE void recurrence_adjoint(const T* R, const T* dpre, T* dh, int64_t H, int64_t NH) {
+LSTMKIT_INLINE void recurrence_adjoint(const T* R, const T* const* dpre, T* const* dh, int64_t nr, int64_t H,
+                                       int64_t NH) {
   const int64_t DH = H / NH;
   for (int64_t g = 0; g < 4; ++g) {
     for (int64_t k = 0; k < NH; ++k) {
       for (int64_t j = 0; j < DH; ++j) {
-        const T s = dpre[g * H + k * DH + j];
         const T* r = R + ((g * NH + k) * DH + j) * DH;
-        T* out = dh + k * DH;
-        for (int64_t d = 0; d < DH; ++d) out[d] += s * r[d];
+        for (int64_t q = 0; q < nr; ++q) {
+          const T s = dpre[q][g * H + k * DH + j];
+          T* out = dh[q] + k * DH;
+          #pragma GCC ivdep  // distinct arrays
+          for (int64_t d = 0; d < DH; ++d) out[d] += s * r[d];
+        }
       }
     }
   }
 }
 
 // ---------------------------------------------------------------------------------------- forward
+// The gates and state update of one row from its pre-activations p (4H); A receives what the backward reads.
+template <typename T>
+LSTMKIT_INLINE void gates_and_update(const SpecConfig& cfg, const T* p, const T* c, const T* n, const T* m, T* h1,
+                                     T* c1, T* n1, T* m1, T* A, int64_t H) {
+  T *li = A + I * H, *lf = A + F * H;  // log gates for now; the gates below
+  log_gates(p, li, A + SLOPE_I * H, H, cfg.input_exp, cfg.cap);
+  log_gates(p + H, lf, A + SLOPE_F * H, H, cfg.forget_exp, cfg.cap);
+  T *zs = A + Z * H, *os = A + O * H, *share = A + SHARE * H;
+  // Short loops over u, each simple enough for the compiler to vectorise.
+  if (cfg.stabilizer) {
+    #pragma GCC ivdep  // distinct arrays
+    for (int64_t u = 0; u < H; ++u) {  // m_t = max(log f + m_{t-1}, log i)
+      const T l = li[u], a = lf[u] + m[u];
+      m1[u] = a > l ? a : l;
+      share[u] = a > l ? T(1) : (a < l ? T(0) : T(0.5));
+    }
+  } else {
+    std::copy(m, m + H, m1);
+    std::fill(share, share + H, T(1));
+  }
+  #pragma GCC ivdep  // distinct arrays
+  for (int64_t u = 0; u < H; ++u) {  // stabilised gates
+    li[u] = vexp(li[u] - m1[u]);
+    lf[u] = vexp(lf[u] + m[u] - m1[u]);
+  }
+  #pragma GCC ivdep  // distinct arrays
+  for (int64_t u = 0; u < H; ++u) {
+    zs[u] = vtanh(p[2 * H + u]);
+    os[u] = vsigmoid(p[3 * H + u]);
+  }
+  #pragma GCC ivdep  // distinct arrays
+  for (int64_t u = 0; u < H; ++u) {  // cell_update, output
+    const T cn = lf[u] * c[u] + li[u] * zs[u], nn = lf[u] * n[u] + li[u];
+    c1[u] = cn, n1[u] = nn, h1[u] = os[u] * cn / nn;
+  }
+}
+
 // Rows b0 .. b1 of the batch over all T steps (rows are independent: no barrier between threads).
 template <typename T>
-LSTMKIT_INLINE void forward_rows_impl(const SpecConfig& cfg, const T* zx, const T* RT,
-                                                             const int64_t* lengths, T* S, T* acts, int64_t Tn,
-                                                             int64_t B, int64_t H, int64_t b0, int64_t b1) {
+LSTMKIT_INLINE void forward_rows_impl(const SpecConfig& cfg, const T* zx, const T* RT, const int64_t* lengths, T* S,
+                                      T* acts, int64_t Tn, int64_t B, int64_t H, int64_t b0, int64_t b1) {
   const int64_t G = 4 * H;
-  std::vector<T> scratch(G);
-  T* p = scratch.data();  // pre-activations of one row, blocks i, f, z, o
+  std::vector<T> scratch(RB * G);  // pre-activations of RB rows, blocks i, f, z, o
   for (int64_t t = 0; t < Tn; ++t) {
     const T* Sp = S + t * 4 * B * H;  // states before step t, (4, B, H)
     T* Sn = S + (t + 1) * 4 * B * H;  // states after it
-    for (int64_t b = b0; b < b1; ++b) {
-      const T *h = Sp + b * H, *c = Sp + (B + b) * H, *n = Sp + (2 * B + b) * H, *m = Sp + (3 * B + b) * H;
-      T *h1 = Sn + b * H, *c1 = Sn + (B + b) * H, *n1 = Sn + (2 * B + b) * H, *m1 = Sn + (3 * B + b) * H;
-      T* A = acts + (t * B + b) * ACTS * H;
-      if (lengths != nullptr && t >= lengths[b]) {  // padded: the state carries over, no gates
-        std::copy(h, h + H, h1), std::copy(c, c + H, c1), std::copy(n, n + H, n1), std::copy(m, m + H, m1);
-        std::fill(A, A + ACTS * H, T(0));
-        continue;
+    for (int64_t r0 = b0; r0 < b1; r0 += RB) {
+      const T* hs[RB];
+      T* ps[RB];
+      int64_t rows[RB], nr = 0;
+      for (int64_t b = r0; b < std::min(r0 + RB, b1); ++b) {
+        if (lengths != nullptr && t >= lengths[b]) {  // padded: the state carries over, no gates
+          for (int64_t s = 0; s < 4; ++s) std::copy(Sp + (s * B + b) * H, Sp + (s * B + b + 1) * H, Sn + (s * B + b) * H);
+          T* A = acts + (t * B + b) * ACTS * H;
+          std::fill(A, A + ACTS * H, T(0));
+          continue;
+        }
+        rows[nr] = b, hs[nr] = Sp + b * H, ps[nr] = scratch.data() + nr * G;
+        std::copy(zx + (t * B + b) * G, zx + (t * B + b + 1) * G, ps[nr]);
+        ++nr;
       }
-      const T* x = zx + (t * B + b) * G;
-      std::copy(x, x + G, p);
-      recurrence(RT, h, p, H, cfg.heads);  // preactivation
-      T *li = A + I * H, *lf = A + F * H;  // log gates for now; the gates below
-      log_gates(p, li, A + SLOPE_I * H, H, cfg.input_exp, cfg.cap);
-      log_gates(p + H, lf, A + SLOPE_F * H, H, cfg.forget_exp, cfg.cap);
-      T *zs = A + Z * H, *os = A + O * H, *share = A + SHARE * H;
-      for (int64_t u = 0; u < H; ++u) {  // gates, cell_update, output
-        const T l = li[u], a = lf[u] + m[u];
-        const T mn = cfg.stabilizer ? (a > l ? a : l) : m[u];
-        const T i = vexp(l - mn), f = vexp(a - mn);
-        const T z = vtanh(p[2 * H + u]), o = vsigmoid(p[3 * H + u]);
-        const T cn = f * c[u] + i * z, nn = f * n[u] + i;
-        c1[u] = cn, n1[u] = nn, m1[u] = mn, h1[u] = o * cn / nn;
-        li[u] = i, lf[u] = f, zs[u] = z, os[u] = o;
-        share[u] = cfg.stabilizer ? (a > l ? T(1) : (a < l ? T(0) : T(0.5))) : T(1);
+      recurrence(RT, hs, ps, nr, H, cfg.heads);  // preactivation
+      for (int64_t q = 0; q < nr; ++q) {
+        const int64_t b = rows[q];
+        gates_and_update(cfg, ps[q], Sp + (B + b) * H, Sp + (2 * B + b) * H, Sp + (3 * B + b) * H, Sn + b * H,
+                         Sn + (B + b) * H, Sn + (2 * B + b) * H, Sn + (3 * B + b) * H, acts + (t * B + b) * ACTS * H, H);
       }
     }
   }
@@ -190,6 +234,7 @@ int64_t grain(int64_t B, int64_t H, int64_t DH) {
 template <typename T>
 LSTMKIT_INLINE void step_adjoint(const T* A, const T* c, const T* n, const T* c1, const T* n1, T stabilizer, T* dh, T* dc,
                          T* dn, T* dm, T* dp, int64_t H) {
+  #pragma GCC ivdep  // distinct arrays
   for (int64_t u = 0; u < H; ++u) {
     const T i = A[I * H + u], f = A[F * H + u], z = A[Z * H + u], o = A[O * H + u];
     const T cn = c1[u], nn = n1[u];
@@ -216,38 +261,46 @@ LSTMKIT_INLINE void step_adjoint(const T* A, const T* c, const T* n, const T* c1
 }
 
 template <typename T>
-LSTMKIT_INLINE void backward_rows_impl(const SpecConfig& cfg, const T* dS, const T* S,
-                                                              const T* acts, const T* R, const int64_t* lengths,
-                                                              T* dpre, T* d0, int64_t Tn, int64_t B, int64_t H,
-                                                              int64_t b0, int64_t b1) {
+LSTMKIT_INLINE void backward_rows_impl(const SpecConfig& cfg, const T* dS, const T* S, const T* acts, const T* R,
+                                       const int64_t* lengths, T* dpre, T* d0, int64_t Tn, int64_t B, int64_t H,
+                                       int64_t b0, int64_t b1) {
   const int64_t G = 4 * H;
   const T stabilizer = cfg.stabilizer ? T(1) : T(0);
-  std::vector<T> adj(4 * H);
-  for (int64_t b = b0; b < b1; ++b) {
-    T *dh = adj.data(), *dc = dh + H, *dn = dh + 2 * H, *dm = dh + 3 * H;
-    std::fill(adj.begin(), adj.end(), T(0));
-    auto add_dS = [&](int64_t t) {  // the gradient arriving at S[t] from outside
-      if (dS == nullptr) return;
-      for (int64_t s = 0; s < 4; ++s) {
-        const T* g = dS + ((t * 4 + s) * B + b) * H;
-        for (int64_t u = 0; u < H; ++u) adj[s * H + u] += g[u];
-      }
-    };
-    add_dS(Tn);
-    for (int64_t t = Tn - 1; t >= 0; --t) {
-      T* dp = dpre + (t * B + b) * G;
-      if (lengths != nullptr && t >= lengths[b]) {  // padded: the adjoint carries over
-        std::fill(dp, dp + G, T(0));
-      } else {
-        const T* Sp = S + t * 4 * B * H;
-        const T* Sn = S + (t + 1) * 4 * B * H;
-        step_adjoint<T>(acts + (t * B + b) * ACTS * H, Sp + (B + b) * H, Sp + (2 * B + b) * H, Sn + (B + b) * H,
-                        Sn + (2 * B + b) * H, stabilizer, dh, dc, dn, dm, dp, H);
-        recurrence_adjoint(R, dp, dh, H, cfg.heads);
-      }
-      add_dS(t);
+  std::vector<T> adj((b1 - b0) * G, T(0));  // per row: the adjoints (dh, dc, dn, dm) of the current state
+  auto add_dS = [&](int64_t t, int64_t b) {  // the gradient arriving at S[t] from outside
+    if (dS == nullptr) return;
+    T* a = adj.data() + (b - b0) * G;
+    for (int64_t s = 0; s < 4; ++s) {
+      const T* g = dS + ((t * 4 + s) * B + b) * H;
+      for (int64_t u = 0; u < H; ++u) a[s * H + u] += g[u];
     }
-    for (int64_t s = 0; s < 4; ++s) std::copy(adj.data() + s * H, adj.data() + (s + 1) * H, d0 + (s * B + b) * H);
+  };
+  for (int64_t b = b0; b < b1; ++b) add_dS(Tn, b);
+  for (int64_t t = Tn - 1; t >= 0; --t) {
+    const T* Sp = S + t * 4 * B * H;
+    const T* Sn = S + (t + 1) * 4 * B * H;
+    for (int64_t r0 = b0; r0 < b1; r0 += RB) {
+      const T* dps[RB];
+      T* dhs[RB];
+      int64_t nr = 0;
+      for (int64_t b = r0; b < std::min(r0 + RB, b1); ++b) {
+        T* dp = dpre + (t * B + b) * G;
+        if (lengths != nullptr && t >= lengths[b]) {  // padded: the adjoint carries over
+          std::fill(dp, dp + G, T(0));
+          continue;
+        }
+        T* a = adj.data() + (b - b0) * G;
+        step_adjoint<T>(acts + (t * B + b) * ACTS * H, Sp + (B + b) * H, Sp + (2 * B + b) * H, Sn + (B + b) * H,
+                        Sn + (2 * B + b) * H, stabilizer, a, a + H, a + 2 * H, a + 3 * H, dp, H);
+        dps[nr] = dp, dhs[nr] = a, ++nr;
+      }
+      recurrence_adjoint(R, dps, dhs, nr, H, cfg.heads);
+      for (int64_t b = r0; b < std::min(r0 + RB, b1); ++b) add_dS(t, b);
+    }
+  }
+  for (int64_t b = b0; b < b1; ++b) {
+    const T* a = adj.data() + (b - b0) * G;
+    for (int64_t s = 0; s < 4; ++s) std::copy(a + s * H, a + (s + 1) * H, d0 + (s * B + b) * H);
   }
 }
 

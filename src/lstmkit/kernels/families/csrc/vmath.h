@@ -95,6 +95,7 @@ LSTMKIT_INLINE T vlog1p_unit(T u) {  // log(1 + u) for u in [0, 1]
   const T s = u / (T(2) + u), s2 = s * s;
   constexpr int terms = sizeof(T) == 8 ? 19 : 9;  // s^(2 terms + 1) / (2 terms + 1) below the ulp
   T p = T(1) / T(2 * terms + 1);
+#pragma GCC unroll 32  // fully: the caller's loop is the one to vectorise
   for (int k = terms - 1; k >= 0; --k) p = p * s2 + T(1) / T(2 * k + 1);
   return T(2) * s * p;
 }
