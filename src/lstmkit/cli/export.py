@@ -195,7 +195,8 @@ def _edge(args: argparse.Namespace, model: Any, config: Any, best: Any) -> int:
             index = torch.nonzero(full).flatten()[: args.batch]
             example = batch.inputs[index, : int(batch.lengths.max())]
             parts = "embedding, LSTM, head" if getattr(model, "embedding", None) is not None else "LSTM, head"
-            kind = f"streaming, {args.chunk} frames per call" if args.streaming else "whole model"
+            frames = "1 frame" if args.chunk == 1 else f"{args.chunk} frames"
+            kind = f"streaming, {frames} per call" if args.streaming else "whole model"
             what = f"{kind}: {parts}"
             result = _write_edge(args, model, example)
     except OSError as err:
