@@ -178,4 +178,7 @@ def test_function_level_refusals(charlm, tmp_path: Path) -> None:
         export_model_executorch(model, tmp_path / "m.pte", tokens[0])
     with pytest.raises(TypeError, match="float32; this model is torch.float64"):
         export_stream_onnx(model.double(), tmp_path / "m.onnx", tokens)
+    fgr = build_model(ModelConfig(input_size=2, output_size=1, hidden=4, spec={"full_gate_recurrence": True}))
+    with pytest.raises(ValueError, match="FGR carries its previous gates as a third state"):
+        export_stream_onnx(fgr.eval(), tmp_path / "f.onnx", torch.randn(2, 5, 2))
     assert not list(tmp_path.iterdir())
