@@ -123,6 +123,14 @@ def _setup_context(ctx: Any, inputs: tuple[Any, ...], output: Any) -> None:
 def _backward(ctx: Any, d_hs: Tensor | None, d_cs: Tensor | None, d_acts: Tensor | None) -> tuple[Any, ...]:
     saved = iter(ctx.saved_tensors)
     tensors = [None if absent else next(saved) for absent in ctx.absent]
+    if torch.is_grad_enabled():  # create_graph=True: the reference recurrence's VJP, itself differentiable
+        from . import _recomputed_vjp
+
+        needed = tuple(ctx.needs_input_grad[: len(GRAD_OF)])
+        vjp = _recomputed_vjp(
+            tuple(tensors[: len(GRAD_OF)]), tuple(tensors[len(GRAD_OF) :]), ctx.options, (d_hs, d_cs, d_acts), needed
+        )
+        return (*vjp, *(None for _ in range(len(tensors) - len(GRAD_OF))), None, None, None, None)
     grads = recurrence_backward(d_hs, d_cs, d_acts, *tensors, *ctx.options)
     out: list[Tensor | None] = []
     for k in range(len(GRAD_OF)):
