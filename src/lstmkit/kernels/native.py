@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import _VF, Tensor
 
@@ -31,22 +33,13 @@ def native_lstm(
     """
     args = (x, hx, flat_weights, bias, num_layers, dropout, training, bidirectional, batch_first, batch_sizes)
     if torch.compiler.is_compiling():  # a graph break around the call (eagerly, the wrapper's cost is skipped)
-        return _fused_outside_graph(*args)
-    return _fused(*args)
+        return _fused_outside_graph(args)
+    return _fused(args)
 
 
-def _fused(
-    x: Tensor,
-    hx: tuple[Tensor, Tensor],
-    flat_weights: list[Tensor],
-    bias: bool,
-    num_layers: int,
-    dropout: float,
-    training: bool,
-    bidirectional: bool,
-    batch_first: bool,
-    batch_sizes: Tensor | None,
-) -> tuple[Tensor, Tensor, Tensor]:
+def _fused(args: tuple[Any, ...]) -> tuple[Tensor, Tensor, Tensor]:
+    """``_VF.lstm`` on :func:`native_lstm`'s arguments, in its order."""
+    x, hx, flat_weights, bias, num_layers, dropout, training, bidirectional, batch_first, batch_sizes = args
     if batch_sizes is None:
         out, h, c = _VF.lstm(x, hx, flat_weights, bias, num_layers, dropout, training, bidirectional, batch_first)
     else:
