@@ -15,6 +15,7 @@ from torch.export import Dim
 
 import lstmkit
 from family_checks import close
+from lstmkit.kernels import families
 
 TOL = 1e-5
 
@@ -52,7 +53,7 @@ def test_export_static_equals_eager(name: str) -> None:
     ep = torch.export.export(model, (x, state))
     with torch.no_grad():
         same(ep.module()(x, state), model(x, state))
-    if name == "slstm":  # one custom-op node per layer, no unrolled steps
+    if name == "slstm" and families.is_available():  # one custom-op node per layer, no unrolled steps
         nodes = [n for n in ep.graph.nodes if n.op == "call_function"]
         assert sum("slstm_recurrence" in str(n.target) for n in nodes) == 2
         assert len(nodes) < 60
@@ -99,6 +100,7 @@ def test_onnx_equals_eager(name: str) -> None:
         same((got[0], tuple(got[1:])), model(x, state))
 
 
+@pytest.mark.skipif(not families.is_available(), reason="the sLSTM C++ kernel cannot be built here")
 def test_compile_captures_the_slstm_op_and_trains_equal() -> None:
     model = make("slstm").train()
     x, state = example(model)

@@ -131,12 +131,11 @@ class SLSTM(FamilyRNN):
     ) -> tuple[Tensor, tuple[Tensor, ...], dict[str, Tensor] | None]:
         w_ih, w_hh, b = self._layer(k)
         x_proj = nn.functional.linear(seq, w_ih, b)  # (T, B, 4H)
-        state_ = SLSTMState(*state)
-        tensors = (x_proj, w_hh, *state)
-        if family_kernels.choose(self.kernel, "slstm", record=record, tensors=tensors) == "compiled":
-            out, final_ = compiled_slstm.slstm_layer(x_proj, state_, w_hh, self.num_heads, self.spec, lengths)
-            return out, tuple(final_), None
-        out, final, rec = slstm_layer(x_proj, SLSTMState(*state), w_hh, self.num_heads, self.spec, lengths, record)
+        s0 = SLSTMState(*state)
+        if family_kernels.choose(self.kernel, "slstm", record=record, tensors=(x_proj, w_hh, *s0)) == "compiled":
+            out, final = compiled_slstm.slstm_layer(x_proj, s0, w_hh, self.num_heads, self.spec, lengths)
+            return out, tuple(final), None
+        out, final, rec = slstm_layer(x_proj, s0, w_hh, self.num_heads, self.spec, lengths, record)
         return out, tuple(final), rec
 
     def extra_repr(self) -> str:
