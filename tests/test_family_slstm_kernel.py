@@ -118,8 +118,9 @@ def test_stabilizer_tie_splits_the_gradient_as_torch_maximum() -> None:
         close(a, b, 1e-12)
 
 
-def test_gradcheck_op() -> None:
-    spec = SLSTMSpec(input_gate="sigmoid", soft_cap=3.0)
+@pytest.mark.parametrize("spec", SPECS, ids=repr)
+def test_gradcheck_op(spec: SLSTMSpec) -> None:
+    torch.manual_seed(0)
     zx = torch.randn(4, 3, 8, dtype=D64, requires_grad=True)
     state = initial_state(1, 3, 2, D64)
     w_hh = torch.randn(8, 1, dtype=D64, requires_grad=True)
