@@ -88,22 +88,19 @@ LSTMKIT_INLINE void log_gates(const T* x, T* lg, T* slope, int64_t n, bool exp_g
 // Rows are taken RB at a time so that each slice of R read from memory serves RB rows.
 constexpr int64_t RB = 4;
 
-// rec_q (4H) += R h_q (H) for the rows q < nr; R stored transposed as RT (NH, DH_in, 4, DH_out) so the
-// inner loop runs over contiguous output units.
+// rec_q += R h_q for the rows q < nr, rec_q head-major (NH, 4, DH) so that the inner loop runs over the
+// 4 DH outputs of a head at once; R stored transposed as RT (NH, DH_in, 4, DH_out) to match.
 template <typename T>
 LSTMKIT_INLINE void recurrence(const T* RT, const T* const* h, T* const* rec, int64_t nr, int64_t H, int64_t NH) {
-  const int64_t DH = H / NH;
+  const int64_t DH = H / NH, W = 4 * DH;
   for (int64_t k = 0; k < NH; ++k) {
     for (int64_t d = 0; d < DH; ++d) {
-      const T* r = RT + (k * DH + d) * 4 * DH;
-      for (int64_t g = 0; g < 4; ++g) {
-        const T* rg = r + g * DH;
-        for (int64_t q = 0; q < nr; ++q) {
-          const T hv = h[q][k * DH + d];
-          T* out = rec[q] + g * H + k * DH;
-          #pragma GCC ivdep  // distinct arrays
-          for (int64_t j = 0; j < DH; ++j) out[j] += hv * rg[j];
-        }
+      const T* r = RT + (k * DH + d) * W;
+      for (int64_t q = 0; q < nr; ++q) {
+        const T hv = h[q][k * DH + d];
+        T* out = rec[q] + k * W;
+        #pragma GCC ivdep  // distinct arrays
+        for (int64_t j = 0; j < W; ++j) out[j] += hv * r[j];
       }
     }
   }
@@ -130,38 +127,39 @@ LSTMKIT_INLINE void recurrence_adjoint(const T* R, const T* const* dpre, T* cons
 }
 
 // ---------------------------------------------------------------------------------------- forward
-// The gates and state update of one row from its pre-activations p (4H); A receives what the backward reads.
+// The gates and state update of L units (one or several rows side by side) from their pre-activations,
+// gate g's at p + g L; A receives what the backward reads, field X at A + X L.
 template <typename T>
 LSTMKIT_INLINE void gates_and_update(const SpecConfig& cfg, const T* p, const T* c, const T* n, const T* m, T* h1,
-                                     T* c1, T* n1, T* m1, T* A, int64_t H) {
-  T *li = A + I * H, *lf = A + F * H;  // log gates for now; the gates below
-  log_gates(p, li, A + SLOPE_I * H, H, cfg.input_exp, cfg.cap);
-  log_gates(p + H, lf, A + SLOPE_F * H, H, cfg.forget_exp, cfg.cap);
-  T *zs = A + Z * H, *os = A + O * H, *share = A + SHARE * H;
+                                     T* c1, T* n1, T* m1, T* A, int64_t L) {
+  T *li = A + I * L, *lf = A + F * L;  // log gates for now; the gates below
+  log_gates(p, li, A + SLOPE_I * L, L, cfg.input_exp, cfg.cap);
+  log_gates(p + L, lf, A + SLOPE_F * L, L, cfg.forget_exp, cfg.cap);
+  T *zs = A + Z * L, *os = A + O * L, *share = A + SHARE * L;
   // Short loops over u, each simple enough for the compiler to vectorise.
   if (cfg.stabilizer) {
     #pragma GCC ivdep  // distinct arrays
-    for (int64_t u = 0; u < H; ++u) {  // m_t = max(log f + m_{t-1}, log i)
+    for (int64_t u = 0; u < L; ++u) {  // m_t = max(log f + m_{t-1}, log i)
       const T l = li[u], a = lf[u] + m[u];
       m1[u] = a > l ? a : l;
       share[u] = a > l ? T(1) : (a < l ? T(0) : T(0.5));
     }
   } else {
-    std::copy(m, m + H, m1);
-    std::fill(share, share + H, T(1));
+    std::copy(m, m + L, m1);
+    std::fill(share, share + L, T(1));
   }
   #pragma GCC ivdep  // distinct arrays
-  for (int64_t u = 0; u < H; ++u) {  // stabilised gates
+  for (int64_t u = 0; u < L; ++u) {  // stabilised gates
     li[u] = vexp(li[u] - m1[u]);
     lf[u] = vexp(lf[u] + m[u] - m1[u]);
   }
   #pragma GCC ivdep  // distinct arrays
-  for (int64_t u = 0; u < H; ++u) {
-    zs[u] = vtanh(p[2 * H + u]);
-    os[u] = vsigmoid(p[3 * H + u]);
+  for (int64_t u = 0; u < L; ++u) {
+    zs[u] = vtanh(p[2 * L + u]);
+    os[u] = vsigmoid(p[3 * L + u]);
   }
   #pragma GCC ivdep  // distinct arrays
-  for (int64_t u = 0; u < H; ++u) {  // cell_update, output
+  for (int64_t u = 0; u < L; ++u) {  // cell_update, output
     const T cn = lf[u] * c[u] + li[u] * zs[u], nn = lf[u] * n[u] + li[u];
     c1[u] = cn, n1[u] = nn, h1[u] = os[u] * cn / nn;
   }
@@ -171,8 +169,13 @@ LSTMKIT_INLINE void gates_and_update(const SpecConfig& cfg, const T* p, const T*
 template <typename T>
 LSTMKIT_INLINE void forward_rows_impl(const SpecConfig& cfg, const T* zx, const T* RT, const int64_t* lengths, T* S,
                                       T* acts, int64_t Tn, int64_t B, int64_t H, int64_t b0, int64_t b1) {
-  const int64_t G = 4 * H;
-  std::vector<T> scratch(RB * G);  // pre-activations of RB rows, blocks i, f, z, o
+  const int64_t G = 4 * H, L = RB * H, NH = cfg.heads, DH = H / NH;
+  // A block of up to RB rows side by side, field-major so that the gate loops run over nr H units at once:
+  // pre-activations (4 fields), the states before (c, n, m) and after (h, c, n, m), the acts (7 fields).
+  std::vector<T> scratch((4 + 4 + 3 + 4 + ACTS) * L);
+  T* Q = scratch.data();  // pre-activations, row after row, each head-major (NH, 4, DH)
+  T* P = Q + 4 * L;
+  T *C = P + 4 * L, *N = C + L, *M = N + L, *H1 = M + L, *C1 = H1 + L, *N1 = C1 + L, *M1 = N1 + L, *A = M1 + L;
   for (int64_t t = 0; t < Tn; ++t) {
     const T* Sp = S + t * 4 * B * H;  // states before step t, (4, B, H)
     T* Sn = S + (t + 1) * 4 * B * H;  // states after it
@@ -183,19 +186,37 @@ LSTMKIT_INLINE void forward_rows_impl(const SpecConfig& cfg, const T* zx, const 
       for (int64_t b = r0; b < std::min(r0 + RB, b1); ++b) {
         if (lengths != nullptr && t >= lengths[b]) {  // padded: the state carries over, no gates
           for (int64_t s = 0; s < 4; ++s) std::copy(Sp + (s * B + b) * H, Sp + (s * B + b + 1) * H, Sn + (s * B + b) * H);
-          T* A = acts + (t * B + b) * ACTS * H;
-          std::fill(A, A + ACTS * H, T(0));
+          T* Ab = acts + (t * B + b) * ACTS * H;
+          std::fill(Ab, Ab + ACTS * H, T(0));
           continue;
         }
-        rows[nr] = b, hs[nr] = Sp + b * H, ps[nr] = scratch.data() + nr * G;
-        std::copy(zx + (t * B + b) * G, zx + (t * B + b + 1) * G, ps[nr]);
+        rows[nr] = b, hs[nr] = Sp + b * H, ps[nr] = Q + nr * G;
+        const T* x = zx + (t * B + b) * G;  // (4, NH, DH) -> (NH, 4, DH)
+        for (int64_t g = 0; g < 4; ++g)
+          for (int64_t k = 0; k < NH; ++k) std::copy(x + g * H + k * DH, x + g * H + (k + 1) * DH, ps[nr] + (k * 4 + g) * DH);
+        std::copy(Sp + (B + b) * H, Sp + (B + b + 1) * H, C + nr * H);
+        std::copy(Sp + (2 * B + b) * H, Sp + (2 * B + b + 1) * H, N + nr * H);
+        std::copy(Sp + (3 * B + b) * H, Sp + (3 * B + b + 1) * H, M + nr * H);
         ++nr;
       }
-      recurrence(RT, hs, ps, nr, H, cfg.heads);  // preactivation
-      for (int64_t q = 0; q < nr; ++q) {
+      if (nr == 0) continue;
+      recurrence(RT, hs, ps, nr, H, NH);  // preactivation
+      const int64_t n = nr * H;  // field-major for the gate loops: gate g of row q at P + g n + q H
+      for (int64_t q = 0; q < nr; ++q)
+        for (int64_t k = 0; k < NH; ++k)
+          for (int64_t g = 0; g < 4; ++g) {
+            const T* src = ps[q] + (k * 4 + g) * DH;
+            std::copy(src, src + DH, P + g * n + q * H + k * DH);
+          }
+      gates_and_update(cfg, P, C, N, M, H1, C1, N1, M1, A, n);
+      for (int64_t q = 0; q < nr; ++q) {  // scatter back to S and acts
         const int64_t b = rows[q];
-        gates_and_update(cfg, ps[q], Sp + (B + b) * H, Sp + (2 * B + b) * H, Sp + (3 * B + b) * H, Sn + b * H,
-                         Sn + (B + b) * H, Sn + (2 * B + b) * H, Sn + (3 * B + b) * H, acts + (t * B + b) * ACTS * H, H);
+        std::copy(H1 + q * H, H1 + (q + 1) * H, Sn + b * H);
+        std::copy(C1 + q * H, C1 + (q + 1) * H, Sn + (B + b) * H);
+        std::copy(N1 + q * H, N1 + (q + 1) * H, Sn + (2 * B + b) * H);
+        std::copy(M1 + q * H, M1 + (q + 1) * H, Sn + (3 * B + b) * H);
+        T* Ab = acts + (t * B + b) * ACTS * H;
+        for (int64_t f = 0; f < ACTS; ++f) std::copy(A + f * n + q * H, A + f * n + (q + 1) * H, Ab + f * H);
       }
     }
   }
