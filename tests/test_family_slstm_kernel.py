@@ -173,3 +173,19 @@ def test_second_derivative_asks_for_the_reference() -> None:
     model.kernel = "reference"
     (g,) = torch.autograd.grad(model(x)[0].sum(), x, create_graph=True)
     g.sum().backward()  # the reference differentiates twice
+
+
+def test_batch_split_over_threads_equals_reference() -> None:
+    """A batch large enough to be split over threads (tiny H, many rows, ragged lengths)."""
+    torch.manual_seed(0)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(max(2, threads))
+    try:
+        model = lstmkit.SLSTM(2, 4, num_heads=2, dtype=D64)
+        x = torch.randn(3, 700, 2, dtype=D64, requires_grad=True)
+        lengths = torch.randint(0, 4, (700,))
+        compiled, reference = run_both(model, x, initial_state(1, 700, 4, D64), lengths=lengths)
+    finally:
+        torch.set_num_threads(threads)
+    for a, b in zip(compiled, reference, strict=True):
+        close(a, b, 1e-10)
