@@ -294,12 +294,11 @@ def test_gemm_library_follows_torch_the_threads_and_the_size() -> None:
         assert ext.step_gemm(16, small) == (panels or "onednn")
         assert ext.step_gemm(16, 4 * 256 * 256) == "onednn"
         assert ext.step_gemm(1, large) == "onednn"  # oneDNN shares one row's large weight over the threads
-        torch.backends.mkldnn.enabled = False  # the user switched oneDNN off: the kernel leaves it off
-        try:
+        # the user switched oneDNN off: the kernel leaves it off (the flags() context, which works after
+        # torch.testing's import has frozen the global flags)
+        with torch.backends.mkldnn.flags(enabled=False):
             assert ext.step_gemm(16, large) in ("mkl", "aten")
             compare(CASES["projection"], torch.float32)
-        finally:
-            torch.backends.mkldnn.enabled = True
         assert ext.step_gemm(16, large) == "onednn"
     with pytest.raises(RuntimeError, match="gemm must be"):
         ext.set_gemm("cublas")
