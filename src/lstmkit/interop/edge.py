@@ -35,10 +35,12 @@ from .onnx_export import unexportable_reasons
 from .onnx_model import SeriesNormalization
 
 TOLERANCE = 1e-5
-"""Largest |ExecuTorch - PyTorch| accepted for a float32 program, times max(1, max |prediction|)."""
+"""Largest |runtime - PyTorch| accepted for a float32 program (ExecuTorch, onnxruntime), times
+max(1, max |prediction|)."""
 INT8_TOLERANCE = 0.05
-"""Largest |ExecuTorch int8 - lstmkit.quantize| accepted, relative to max(1, max |prediction|): two int8
-schemes (XNNPACK rounds activations per tensor and each step's h; lstmkit per row, h kept float)."""
+"""Largest |runtime int8 - lstmkit.quantize| accepted, relative to max(1, max |prediction|): two int8
+schemes (XNNPACK and onnxruntime round activations per tensor, XNNPACK each step's h too; lstmkit per row,
+h kept float)."""
 
 
 class EdgeExport(NamedTuple):
@@ -187,6 +189,23 @@ def check_exportable(model: nn.Module) -> LSTM:
     return core
 
 
+def checked_diffs(
+    got: list[Tensor], want: list[Tensor], want_float: list[Tensor], *, int8: bool, atol: float | None, runtime: str
+) -> tuple[float, float]:
+    """(max |got - want|, max |got - want_float|) of a runtime's outputs against PyTorch's (``want`` is the
+    int8 model's for ``int8``); a RuntimeError naming ``runtime`` when the first exceeds ``atol`` (default
+    :data:`TOLERANCE`, :data:`INT8_TOLERANCE` for ``int8``) x max(1, max |prediction|): float32 rounding
+    grows with the outputs' size (logits of ~10 differ in the 6th digit)."""
+    diff, float_diff = max_abs_diff(got, want), max_abs_diff(got, want_float)
+    default = INT8_TOLERANCE if int8 else TOLERANCE
+    limit = (default if atol is None else float(atol)) * max(1.0, float(want[0].abs().max()))
+    if not diff <= limit:
+        raise RuntimeError(
+            f"{runtime}'s outputs differ from PyTorch's by {diff:.3g} (more than {limit:.3g}); nothing written"
+        )
+    return diff, float_diff
+
+
 def max_abs_diff(got: list[Tensor], want: list[Tensor]) -> float:
     """The largest |got - want| over matching tensors (a RuntimeError when counts or shapes differ)."""
     if len(got) != len(want):
@@ -269,15 +288,7 @@ def export_model_executorch(
             want = list(_flat(WholeModel(reference, normalization)(example))) if int8 else want_float
         buffer = lower(module, (example,), int8=int8)
         got = run_program(buffer, [example])
-    diff, float_diff = max_abs_diff(got, want), max_abs_diff(got, want_float)
-    if int8:
-        limit = (INT8_TOLERANCE if atol is None else float(atol)) * max(1.0, float(want[0].abs().max()))
-    else:  # float32 rounding grows with the outputs' size (logits of ~10 differ in the 6th digit)
-        limit = (TOLERANCE if atol is None else float(atol)) * max(1.0, float(want[0].abs().max()))
-    if not diff <= limit:
-        raise RuntimeError(
-            f"ExecuTorch's outputs differ from PyTorch's by {diff:.3g} (more than {limit:.3g}); nothing written"
-        )
+    diff, float_diff = checked_diffs(got, want, want_float, int8=int8, atol=atol, runtime="ExecuTorch")
     path = Path(path)
     atomic_write(path, buffer)
     return EdgeExport(path, diff, float_diff, len(buffer))

@@ -25,11 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from ..fileio import atomic_write
-from .onnx_export import DEFAULT_OPSET, MIN_OPSET, TOLERANCE, _ir_version, _require, core_nodes
-
-INT8_TOLERANCE = 0.05
-"""Largest |onnxruntime int8 - lstmkit.quantize| accepted, relative to max(1, max |prediction|): two int8
-schemes (onnxruntime rounds activations per tensor, lstmkit per row)."""
+from .onnx_export import DEFAULT_OPSET, MIN_OPSET, _ir_version, _require, core_nodes
 
 
 class OnnxStreamExport(NamedTuple):
@@ -132,7 +128,7 @@ def export_stream_onnx(
     cannot stream (bidirectional, FGR, not an lstmkit.LSTM core, training mode with random regularisers),
     TypeError for a dtype other than float32, ImportError without onnx/onnxruntime, RuntimeError when
     onnxruntime disagrees by more than ``atol`` x max(1, max |prediction|) (default 1e-5; for int8
-    :data:`INT8_TOLERANCE`).
+    :data:`lstmkit.interop.edge.INT8_TOLERANCE`).
     """
     from .edge import check_exportable
     from .onnx_graph import lstm_op_expresses
@@ -171,17 +167,9 @@ def export_stream_onnx(
             pred, state = quantize(model).forward_state(seq, zeros)  # type: ignore[operator]
         want = [pred, *state]
     got = stream_in_onnxruntime(data, seq, zeros, chunk)
-    from .edge import max_abs_diff
+    from .edge import checked_diffs
 
-    diff, float_diff = max_abs_diff(got, want), max_abs_diff(got, want_float)
-    if int8:
-        limit = (INT8_TOLERANCE if atol is None else float(atol)) * max(1.0, float(want[0].abs().max()))
-    else:  # float32 rounding grows with the outputs' size (logits of ~10 differ in the 6th digit)
-        limit = (TOLERANCE if atol is None else float(atol)) * max(1.0, float(want[0].abs().max()))
-    if not diff <= limit:
-        raise RuntimeError(
-            f"onnxruntime's outputs differ from PyTorch's by {diff:.3g} (more than {limit:.3g}); nothing written"
-        )
+    diff, float_diff = checked_diffs(got, want, want_float, int8=int8, atol=atol, runtime="onnxruntime")
     path = Path(path)
     atomic_write(path, data)
     return OnnxStreamExport(path, "lstm-op" if op_path else "scan", diff, float_diff, len(data))
