@@ -200,9 +200,22 @@ class FamilyCell(nn.Module):
     family = ""
     state_names: tuple[str, ...] = ()
     weight_ih: Tensor
+    input_size: int
+    hidden_size: int
+    spec: Any  # the family's spec dataclass (each cell names its type)
 
     def state_shapes(self) -> list[tuple[int, ...]]:
         raise NotImplementedError
+
+    def _adopt(self, layer: FamilyRNN, device: Any) -> None:
+        """Take the sizes, spec and parameters (suffix ``_l0`` dropped) of a one-layer ``layer`` built
+        with the cell's arguments, so that a cell and a layer initialise alike."""
+        self.input_size, self.hidden_size, self.spec = layer.input_size, layer.hidden_size, layer.spec
+        for attr in ("num_heads", "init"):
+            if hasattr(layer, attr):
+                setattr(self, attr, getattr(layer, attr))
+        for name, p in layer.named_parameters():
+            self.register_parameter(name[: -len("_l0")], nn.Parameter(p.detach().to(device)))
 
     def _prepare(self, input: Any, state: Any) -> tuple[Tensor, tuple[Tensor, ...], bool]:
         name = type(self).__name__

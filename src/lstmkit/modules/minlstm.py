@@ -115,6 +115,7 @@ class MinLSTMCell(FamilyCell):
         >>> h, state = cell(torch.randn(3, 10), state)
     """
 
+    spec: MinLSTMSpec
     family = "minlstm"
     state_names = ("h",)
 
@@ -130,9 +131,7 @@ class MinLSTMCell(FamilyCell):
     ) -> None:
         super().__init__()
         layer = MinLSTM(input_size, hidden_size, 1, bias, spec=spec, dtype=dtype)
-        self.input_size, self.hidden_size, self.spec = layer.input_size, layer.hidden_size, layer.spec
-        for name, p in layer.named_parameters():
-            self.register_parameter(name[: -len("_l0")], nn.Parameter(p.detach().to(device)))
+        self._adopt(layer, device)
 
     def state_shapes(self) -> list[tuple[int, ...]]:
         return [(self.hidden_size,)]

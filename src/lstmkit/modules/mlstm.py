@@ -149,6 +149,9 @@ class MLSTMCell(FamilyCell):
         >>> h, state = cell(torch.randn(3, 10), state)
     """
 
+    spec: MLSTMSpec
+    num_heads: int
+    init: str
     family = "mlstm"
     state_names = ("C", "n", "m")
 
@@ -166,10 +169,7 @@ class MLSTMCell(FamilyCell):
     ) -> None:
         super().__init__()
         layer = MLSTM(input_size, hidden_size, 1, bias, num_heads=num_heads, spec=spec, init=init, dtype=dtype)
-        self.input_size, self.hidden_size, self.num_heads = layer.input_size, layer.hidden_size, layer.num_heads
-        self.spec, self.init = layer.spec, layer.init
-        for name, p in layer.named_parameters():
-            self.register_parameter(name[: -len("_l0")], nn.Parameter(p.detach().to(device)))
+        self._adopt(layer, device)
 
     def state_shapes(self) -> list[tuple[int, ...]]:
         NH, DH = self.num_heads, self.hidden_size // self.num_heads

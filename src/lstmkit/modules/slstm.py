@@ -160,6 +160,9 @@ class SLSTMCell(FamilyCell):
         >>> h, state = cell(torch.randn(3, 10), state)
     """
 
+    spec: SLSTMSpec
+    num_heads: int
+    init: str
     family = "slstm"
     state_names = ("h", "c", "n", "m")
     weight_hh: Tensor
@@ -178,10 +181,7 @@ class SLSTMCell(FamilyCell):
     ) -> None:
         super().__init__()
         layer = SLSTM(input_size, hidden_size, 1, bias, num_heads=num_heads, spec=spec, init=init, dtype=dtype)
-        self.input_size, self.hidden_size, self.num_heads = layer.input_size, layer.hidden_size, layer.num_heads
-        self.spec, self.init = layer.spec, layer.init
-        for name, p in layer.named_parameters():
-            self.register_parameter(name[: -len("_l0")], nn.Parameter(p.detach().to(device)))
+        self._adopt(layer, device)
 
     def state_shapes(self) -> list[tuple[int, ...]]:
         return [(self.hidden_size,)] * 4
