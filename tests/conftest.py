@@ -16,6 +16,19 @@ def compiled_kernel() -> object:
     return compiled.extension()
 
 
+@pytest.fixture
+def one_thread() -> Iterator[None]:
+    """One thread for a test (tiny models run fastest on one, and the machine may be shared), the
+    count restored afterwards. Modules use it for every test:
+    ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def triton_interpreter() -> Iterator[None]:
     """Triton's interpreter for a module's tests when there is no GPU (set before the kernels are

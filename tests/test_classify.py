@@ -5,7 +5,6 @@ padding and lengths, metrics written out, a short training that beats chance, on
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -23,14 +22,6 @@ ARCHIVE = archive_sets()
 needs_archive = pytest.mark.skipif(
     not ARCHIVE, reason="no aeon or sktime installed: the UCR/UEA sets ship inside them (pip install sktime)"
 )
-
-
-@pytest.fixture
-def one_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 TS_TEXT = """# a comment

@@ -26,15 +26,6 @@ from lstmkit.train.loop import evaluate, train
 from lstmkit.train.model import build_model
 
 
-@pytest.fixture
-def one_thread():
-    """Small recurrent models train fastest on one thread (and share a busy machine best)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def series_values(name: str, n: int) -> np.ndarray:
     k = {"a": 1.0, "b": 2.0, "c": 3.0}[name]
     i = np.arange(n)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -21,12 +20,7 @@ from lstmkit.train import ModelConfig, OptimConfig, RunConfig, load_run, train
 SMALL = {"seq_len": 6, "keywords": 3, "noise": 4, "min_gap": 3, "max_gap": 9, "episode_min": 15, "episode_max": 25}
 
 
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def scan_labels(ids: list[int], noise: int, before: int) -> list[int]:

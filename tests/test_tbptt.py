@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,13 +18,7 @@ from lstmkit.train.checkpoint import METRICS, read_checkpoint, read_state
 from lstmkit.train.model import SequenceModel
 from lstmkit.train.tbptt import check_state, reset_streams, tbptt_loss
 
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # short sequences and gaps, so that a few segments hold keyword events, sequence ends and resets

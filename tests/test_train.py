@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,14 +16,7 @@ from lstmkit.train import ModelConfig, OptimConfig, RunConfig, build_model, load
 from lstmkit.train.checkpoint import CHECKPOINT, METRICS, load_checkpoint, read_state, save_checkpoint
 from lstmkit.train.loop import TrainingInterrupted, evaluate, make_optimizer, seed_of, train
 
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    """Tiny models run fastest on one thread, and the machine is shared."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 TASK_ARGS = {"T": 8, "modern": True, "test_size": 64, "test_seed": 4}

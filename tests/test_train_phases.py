@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,12 +24,7 @@ from lstmkit.train.rundir import RunLock, RunLocked, read_metrics_for_resume
 TASK_ARGS = {"T": 8, "modern": True, "test_size": 16, "test_seed": 4}
 
 
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def config(steps: int = 6, model: dict[str, Any] | None = None, **optim: Any) -> RunConfig:
