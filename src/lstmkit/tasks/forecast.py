@@ -43,7 +43,17 @@ from .series import read_series, season_of
 NORMALIZATIONS = ("level", "diff", "global")
 """What the model sees of the target: see the module docstring."""
 
-PANEL_ARGS = ("id_column", "static", "future_features", "calendar", "quantiles", "backtest", "freq", "levels")
+PANEL_ARGS = (
+    "id_column",
+    "static",
+    "future_features",
+    "calendar",
+    "quantiles",
+    "backtest",
+    "freq",
+    "levels",
+    "val_windows",
+)
 """Arguments that make ``ForecastTask(...)`` a panel task (:mod:`lstmkit.tasks.panel`); the one-series
 path takes none of them."""
 
@@ -114,6 +124,7 @@ class ForecastTask(Task):
         backtest: int | None = None,
         freq: str | None = None,
         levels: list[list[str]] | None = None,
+        val_windows: int | None = None,
     ) -> None:
         if not isinstance(csv_file, (str, os.PathLike)):
             raise TypeError(f"csv_file must be a path; got {csv_file!r}")
