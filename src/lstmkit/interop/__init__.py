@@ -1,4 +1,5 @@
-"""Moving models in and out of lstmkit: torch.nn modules, ONNX export and Keras weights.
+"""Moving models in and out of lstmkit: torch.nn modules, ONNX export, Keras weights and the
+official xLSTM package's layers.
 
 Nothing here imports ``onnx``, ``onnxruntime`` or ``keras`` at import time; each function
 imports what it needs when called (Keras weights are plain arrays and need no Keras at all).
@@ -15,6 +16,7 @@ from .keras import KerasWeights, keras_layer_kwargs, keras_weights, lstm_from_ke
 from .onnx_export import OnnxExport, export_onnx
 from .onnx_model import SeriesNormalization, export_model_onnx
 from .torch_nn import cell_from_torch, cell_to_torch, lstm_from_torch, lstm_to_torch
+from .xlstm import from_xlstm
 
 aliases.attach()  # LSTM.from_torch, model.to_torch(), LSTM.from_keras, ... (modules cannot import interop)
 
@@ -26,6 +28,7 @@ __all__ = [
     "cell_to_torch",
     "export_model_onnx",
     "export_onnx",
+    "from_xlstm",
     "keras_layer_kwargs",
     "keras_weights",
     "lstm_from_keras",
