@@ -1,12 +1,16 @@
 """``lstmkit sample`` (text from a character model), ``lstmkit forecast`` (a plot against the
-dates, errors next to the naive and seasonal naive forecasts, ``--future N`` into a CSV) and
-``lstmkit predict RUN --stream FILE`` (a trained model run over a file frame by frame, the state
-carried from frame to frame): thin calls into :mod:`lstmkit.train.generate`,
-:mod:`lstmkit.train.forecasting` and :func:`lstmkit.train.model.predict_frames`."""
+dates, errors next to the naive and seasonal naive forecasts, ``--future N`` into a CSV),
+``lstmkit predict RUN --csv FILE [--future FILE]`` (the next H steps of every series of a file,
+future-known columns from another, into a CSV) and ``lstmkit predict RUN --stream FILE`` (a
+trained model run over a file frame by frame, the state carried from frame to frame): thin calls
+into :mod:`lstmkit.train.generate`, :mod:`lstmkit.train.forecasting`,
+:mod:`lstmkit.train.backtest` and :func:`lstmkit.train.model.predict_frames`."""
 
 from __future__ import annotations
 
 import argparse
+import csv
+import io
 import json
 import sys
 from pathlib import Path
@@ -14,6 +18,7 @@ from typing import Any
 
 import torch
 
+from ..fileio import atomic_write
 from ..train.checkpoint import load_run
 from ..train.generate import sample_tokens
 from . import _runargs
@@ -51,15 +56,23 @@ def register(subparsers: Any) -> None:
 
     p = subparsers.add_parser(
         "predict",
-        help="run a trained model over a file frame by frame (--stream), as a deployed stream does",
-        description="Feed a file to a trained model one frame per call, carrying the state from call to call, and "
-        "write the model's output at every frame to a CSV (one row per frame). The result equals one call on the "
-        "whole file. FILE: .npy or .csv array (T, I) of input frames, (T,) token ids for a model with an "
-        "embedding, or a text file for a character model.",
+        help="forecast the next H steps of every series in a CSV (--csv), or run a model over a stream (--stream)",
+        description="--csv FILE: forecast the H steps after the end of every series in FILE (a file with the "
+        "forecast run's columns), with the future-known columns read from --future FILE, and write unique_id, ds, "
+        "forecast and one column per quantile (and the calibrated bounds with --conformal) to a CSV; for a "
+        "one-series run, the H steps after the end of its file. --stream FILE: feed a file to a trained model one "
+        "frame per call, carrying the state from call to call, and write the model's output at every frame to a "
+        "CSV (one row per frame; equal to one call on the whole file). FILE: .npy or .csv array (T, I) of input "
+        "frames, (T,) token ids for a model with an embedding, or a text file for a character model.",
     )
     add_run_argument(p)
-    p.add_argument("--stream", metavar="FILE", required=True, help="the frames: .npy/.csv (T, I) or (T,), or text")
-    p.add_argument("--out", help="CSV to write, folders created (default: RUN/stream.csv)")
+    p.add_argument("--csv", metavar="FILE", help="forecast: history of each series, the run's columns")
+    p.add_argument("--future", metavar="FILE", help="forecast: future-known columns by series id and date")
+    p.add_argument(
+        "--conformal", action="store_true", help="forecast: add intervals calibrated on the run's validation windows"
+    )
+    p.add_argument("--stream", metavar="FILE", help="the frames: .npy/.csv (T, I) or (T,), or text")
+    p.add_argument("--out", help="CSV to write, folders created (default: RUN/forecasts.csv or RUN/stream.csv)")
     p.set_defaults(func=run_predict)
 
 
@@ -151,6 +164,82 @@ def run_forecast(args: argparse.Namespace) -> int:
 
 
 def run_predict(args: argparse.Namespace) -> int:
+    """``lstmkit predict RUN --csv FILE`` or ``lstmkit predict RUN --stream FILE``."""
+    if (args.csv is None) == (args.stream is None):
+        given = "both" if args.csv else "neither"
+        raise CLIError(f"give --csv FILE (forecast every series) or --stream FILE (run frame by frame); got {given}")
+    if args.stream is None:
+        return run_predict_csv(args)
+    for flag in ("future", "conformal"):
+        if getattr(args, flag):
+            raise CLIError(f"--{flag} goes with --csv (a forecast), not with --stream")
+    return run_predict_stream(args)
+
+
+def run_predict_csv(args: argparse.Namespace) -> int:
+    """``lstmkit predict RUN --csv FILE [--future FILE] [--conformal]``."""
+    from ..train.best import load_best
+    from ..train.forecasting import future_covariates, history_task, panel_forecast, write_panel_forecasts
+
+    model, config = _load(args.run)
+    if config.task != "forecast":
+        raise CLIError(f"{args.run} is a {config.task!r} run; --csv needs a forecast run (task 'forecast')")
+    out = Path(args.out or run_folder(args.run) / "forecasts.csv")
+    if out.is_dir():
+        raise CLIError(f"--out {out} is a folder; give a file name")
+    if "levels" not in config.task_args:
+        return _predict_one_series(args, model, config, out)
+    try:
+        best = load_best(args.run, model)
+        task = history_task(config.task_args, csv_file=args.csv)
+        result = panel_forecast(model, task, future_covariates(task, args.future))
+        bounds, calibration = None, None
+        if args.conformal:
+            from ..train.backtest import apply_conformal, conformal_calibration
+
+            calibration = conformal_calibration(model, _runargs.build_task(config.task, config.task_args))
+            bounds = apply_conformal(result["quantiles"], task.scale[result["series"]], calibration,
+                                     task.quantiles, task.point_index)[1]  # fmt: skip
+            atomic_write(run_folder(args.run) / "conformal.json", json.dumps(calibration, indent=1) + "\n")
+    except ValueError as err:
+        raise CLIError(str(err)) from None
+    out.parent.mkdir(parents=True, exist_ok=True)
+    rows = write_panel_forecasts(out, task, result, bounds)
+    report: dict[str, Any] = {"run": args.run, "csv": args.csv, "out": str(out), "rows": rows,
+                              "series": len(task.kept), "series_skipped_short": task.skipped,
+                              "horizon": task.horizon, "weights": f"best validation, step {best['step']}"
+                              if best else "last step"}  # fmt: skip
+    if calibration is not None:
+        report["conformal"] = {k: v["adjust"] for k, v in calibration["intervals"].items()}
+    print(json.dumps(report, indent=1))
+    return 0
+
+
+def _predict_one_series(args: argparse.Namespace, model: Any, config: Any, out: Path) -> int:
+    """The one-series case: the H steps after the end of FILE, as ``lstmkit forecast --future H``."""
+    from ..train.best import load_best
+    from ..train.forecasting import future_forecast
+
+    if args.future or args.conformal:
+        raise CLIError("--future and --conformal are for panel runs (--id); this run forecasts one series")
+    task = _runargs.build_task(config.task, {**config.task_args, "csv_file": args.csv})
+    try:
+        load_best(args.run, model)
+        dates, values = future_forecast(model, task, task.horizon)
+    except ValueError as err:
+        raise CLIError(str(err)) from None
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["unique_id", "ds", "forecast"])
+    for d, v in zip(dates, values, strict=True):
+        writer.writerow([task.target, d.date().isoformat() if hasattr(d, "date") else int(d), repr(float(v))])
+    out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(out, buf.getvalue())
+    print(json.dumps({"run": args.run, "csv": args.csv, "out": str(out), "rows": len(values)}, indent=1))
+    return 0
+
+
+def run_predict_stream(args: argparse.Namespace) -> int:
     """``lstmkit predict RUN --stream FILE``."""
     from ..train.model import predict_frames
 
@@ -168,8 +257,6 @@ def run_predict(args: argparse.Namespace) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     lines = ["step," + ",".join(f"out_{j}" for j in range(outputs.shape[1]))]
     lines += [f"{t}," + ",".join(repr(float(v)) for v in row) for t, row in enumerate(outputs.tolist())]
-    from ..fileio import atomic_write
-
     atomic_write(out, "\n".join(lines) + "\n")
     report = {"run": args.run, "stream": args.stream, "frames": int(frames.shape[0]), "out": str(out)}
     report["last"] = outputs[-1].tolist()

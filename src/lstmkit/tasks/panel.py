@@ -45,7 +45,7 @@ from torch import Tensor
 
 from ._common import check_batch_size, check_generator, check_int, check_prediction, uniform_int
 from .base import Batch, Task
-from .panel_data import read_panel
+from .panel_data import Panel, read_panel
 from .series import season_of
 
 CALENDAR: dict[str, int] = {
@@ -83,6 +83,55 @@ def calendar_features(dates: np.ndarray, names: list[str]) -> np.ndarray:
         cols += [np.sin(angle), np.cos(angle)]
     out = np.stack(cols, axis=-1) if cols else np.zeros((len(flat), 0))
     return out.reshape(*np.shape(dates), len(cols))
+
+
+def seasonal_scales(y: np.ndarray, season: int) -> tuple[float, float]:
+    """In-sample MAE and mean square of the seasonal naive forecast ``y_t = y_{t-m}`` over ``y`` (n,)
+    (lag 1 when n <= m): the MASE and RMSSE denominators (1.0 where one is 0)."""
+    lag = season if len(y) > season else 1
+    d = y[lag:] - y[:-lag]
+    mae, mse = (float(np.abs(d).mean()), float((d**2).mean())) if len(d) else (0.0, 0.0)
+    return (mae if mae > 0 else 1.0), (mse if mse > 0 else 1.0)
+
+
+def point_errors(forecast: np.ndarray, truth: np.ndarray, mase_scale: np.ndarray,
+                 rmsse_scale: np.ndarray) -> dict[str, float]:  # fmt: skip
+    """MASE and RMSSE (each window (B, H) over its own scale (B,), averaged), MAE, RMSE, sMAPE (%)."""
+    err = forecast - truth  # (B, H)
+    denom = np.abs(forecast) + np.abs(truth)
+    ratio = np.divide(2.0 * np.abs(err), denom, out=np.zeros_like(err), where=denom > 0)
+    mase = np.abs(err).mean(axis=1) / mase_scale
+    rmsse = np.sqrt((err**2).mean(axis=1) / rmsse_scale)
+    return {"mase": float(mase.mean()), "rmsse": float(rmsse.mean()), "mae": float(np.abs(err).mean()),
+            "rmse": float(np.sqrt((err**2).mean())), "smape": 100.0 * float(ratio.mean())}  # fmt: skip
+
+
+def central_intervals(levels: list[float]) -> list[tuple[int, int, int]]:
+    """(lower index, upper index, percent) of each symmetric pair of quantile ``levels`` (sorted),
+    e.g. [0.1, 0.5, 0.9] -> [(0, 2, 80)]."""
+    out = []
+    for j, q in enumerate(levels):
+        other = round(1.0 - q, 10)
+        if q < 0.5 and other in levels:
+            out.append((j, levels.index(other), round(100 * (1 - 2 * q))))
+    return out
+
+
+def interval_scores(qs: np.ndarray, truth: np.ndarray, levels: list[float]) -> dict[str, float]:
+    """``coverage_P`` of each central interval, ``below_qL``, ``wql`` and ``crps`` of quantile forecasts
+    ``qs`` (B, H, Q) at ``levels`` (Q,) against ``truth`` (B, H) (module docstring)."""
+    out: dict[str, float] = {}
+    for j, q in enumerate(levels):
+        out[f"below_q{q:g}"] = float((truth <= qs[..., j]).mean())
+    for lo, hi, pct in central_intervals(levels):
+        out[f"coverage_{pct:d}"] = float(((qs[..., lo] <= truth) & (truth <= qs[..., hi])).mean())
+    lv = np.asarray(levels)
+    err = truth[..., None] - qs  # (B, H, Q)
+    pin = np.maximum(lv * err, (lv - 1) * err)
+    total = float(np.abs(truth).sum())
+    out["wql"] = float((2.0 * pin.sum(axis=(0, 1)) / (total if total > 0 else 1.0)).mean())
+    out["crps"] = float((2.0 * pin).mean())
+    return out
 
 
 def _names(value: Any, what: str) -> list[str]:
@@ -127,7 +176,8 @@ class PanelForecastTask(Task):
                  id_column: str | list[str] | None = None, static: list[str] | None = None,
                  future_features: list[str] | None = None, calendar: list[str] | None = None,
                  quantiles: list[float] | None = None, backtest: int | None = None, freq: str | None = None,
-                 levels: list[list[str]] | None = None) -> None:  # fmt: skip
+                 levels: list[list[str]] | None = None, val_windows: int | None = None, history: bool = False,
+                 panel: Panel | None = None) -> None:  # fmt: skip
         if normalize not in ("level", "diff", "global"):
             raise ValueError(f"normalize must be one of ('level', 'diff', 'global'); got {normalize!r}")
         self.calendar = _names(calendar, "calendar")
@@ -143,9 +193,12 @@ class PanelForecastTask(Task):
         self.static = _names(static, "static")
         if self.calendar and date_column is None:
             raise ValueError("calendar features need the date column; give date_column (--date)")
-        self.panel, read_levels = read_panel(
-            csv_file, self.target, ids or None, date_column, self.past, self.future, self.static, fill, freq
-        )
+        if panel is None:
+            self.panel, read_levels = read_panel(
+                csv_file, self.target, ids or None, date_column, self.past, self.future, self.static, fill, freq
+            )
+        else:  # already read (a backtest's history cut at its origin)
+            self.panel, read_levels = panel, panel.levels
         self.freq = self.panel.freq
         self.levels = read_levels if levels is None else [list(v) for v in levels]
         self.codes = self._remap(self.panel.static, read_levels, self.levels)  # (S, K)
@@ -154,6 +207,8 @@ class PanelForecastTask(Task):
         self.window = max(24, 2 * self.season) if window is None else check_int("window", window, 1)
         self.horizon = check_int("horizon", horizon, 1)
         self.backtest = 1 if backtest is None else check_int("backtest", backtest, 1)
+        self.val_windows = 1 if val_windows is None else check_int("val_windows", val_windows, 1)
+        self.history = bool(history)
         self.context = self.window + (1 if normalize == "diff" else 0)
         self.future_steps = self.horizon if (self.future or self.calendar) else 0
         self._layout()
@@ -187,21 +242,28 @@ class PanelForecastTask(Task):
         return out
 
     def _layout(self) -> None:
-        """Per series: training origins [lo, hi], the validation and test origins; short series skipped."""
-        H, W, C = self.horizon, self.backtest, self.context
+        """Per series: training origins [lo, hi], the validation and test origins; short series skipped.
+
+        With ``history`` every row is history (a forecast past the end): no held-out rows, the
+        statistics come from all rows and a series needs the C rows of one window."""
+        H, W, V, C = self.horizon, self.backtest, self.val_windows, self.context
         n = self.panel.lengths
-        lo, hi = np.full(len(n), C - 1), n - 1 - (W + 2) * H
-        keep = hi >= lo
+        if self.history:
+            lo, hi, need = n - 1, n - 1, C
+        else:
+            lo, hi, need = np.full(len(n), C - 1), n - 1 - (W + V + 1) * H, C + (W + V + 1) * H
+        keep = (hi >= lo) & (n >= need)
         self.skipped = int((~keep).sum())
         if not keep.any():
+            held = "" if self.history else f", backtest={W}, val_windows={V}"
             raise ValueError(
-                f"csv_file {self.csv_file!r}: no series is long enough for window={self.window}, horizon={H}, "
-                f"backtest={W}: the longest has {int(n.max())} rows; each needs at least {C + (W + 2) * H}"
+                f"csv_file {self.csv_file!r}: no series is long enough for window={self.window}, horizon={H}{held}: "
+                f"the longest has {int(n.max())} rows; each needs at least {need}"
             )
         self.kept = np.flatnonzero(keep)  # (S',) series indices used
         self.lo, self.hi = lo[keep], hi[keep]
         self.counts = self.hi - self.lo + 1  # training windows per kept series
-        self.n_train = n - (W + 1) * H  # rows [0, n_train) hold every training target
+        self.n_train = n if self.history else n - (W + V) * H  # rows [0, n_train) hold every training target
 
     def _statistics(self) -> None:
         """Per-series scale, mean, feature mean/std and the MASE / RMSSE denominators (training rows)."""
@@ -216,11 +278,7 @@ class PanelForecastTask(Task):
             self.scale[i], self.mean[i] = (s if s > 0 else 1.0), float(y.mean())
             sd = v.std(axis=0)
             self.fmean[i], self.fstd[i] = v.mean(axis=0), np.where(sd > 0, sd, 1.0)
-            lag = m if len(y) > m else 1
-            d = y[lag:] - y[:-lag]
-            mae, mse = float(np.abs(d).mean()), float((d**2).mean())
-            self.mase_scale[i] = mae if mae > 0 else 1.0
-            self.rmsse_scale[i] = mse if mse > 0 else 1.0
+            self.mase_scale[i], self.rmsse_scale[i] = seasonal_scales(y, m)
 
     # ------------------------------------------------------------------ inputs
     def encode(self, ctx: Tensor, fut: Tensor | None, ctx_dates: np.ndarray | None,
@@ -320,6 +378,7 @@ class PanelForecastTask(Task):
 
     def sample(self, batch_size: int, generator: torch.Generator) -> Batch:
         """``batch_size`` training windows, uniform over every (series, origin) pair, drawn lazily."""
+        self._not_history("training windows")
         b = check_batch_size(batch_size)
         cum = np.cumsum(self.counts)
         u = uniform_int(0, int(cum[-1]) - 1, b, check_generator(generator)).numpy()
@@ -327,11 +386,18 @@ class PanelForecastTask(Task):
         origins = self.lo[j] + u - (cum[j] - self.counts[j])
         return self.windows(torch.from_numpy(self.kept[j]), torch.from_numpy(origins.astype(np.int64)))
 
+    def _not_history(self, what: str) -> None:
+        if self.history:
+            raise ValueError(f"a history task (every row is history, for forecasts past the end) has no {what}")
+
     def _split(self, name: str) -> Batch:
+        self._not_history(f"{name} windows")
         if name not in self._cache:
-            H, W, n = self.horizon, self.backtest, self.panel.lengths[self.kept]
-            if name == "val":
-                series, origins, fold = self.kept, n - 1 - (W + 1) * H, np.zeros(len(n), dtype=np.int64)
+            H, W, V, n = self.horizon, self.backtest, self.val_windows, self.panel.lengths[self.kept]
+            if name == "val":  # V windows per series just before the test rows, oldest first
+                ks = W + np.arange(V, 0, -1)
+                series, fold = np.repeat(self.kept, V), np.zeros(V * len(n), dtype=np.int64)
+                origins = (np.repeat(n, V) - 1 - np.tile(ks, len(n)) * H).astype(np.int64)
             else:  # W rolling origins per series, oldest first
                 ks = np.arange(W, 0, -1)
                 series = np.repeat(self.kept, W)
@@ -342,7 +408,7 @@ class PanelForecastTask(Task):
         return self._cache[name]
 
     def validation_set(self) -> Batch:
-        """One validation window per series (targets just before the test rows)."""
+        """``val_windows`` validation windows per series (targets just before the test rows)."""
         return self._split("val")
 
     def test_set(self) -> Batch:
@@ -374,31 +440,11 @@ class PanelForecastTask(Task):
 
     def errors(self, forecast: np.ndarray, truth: np.ndarray, series: np.ndarray) -> dict[str, float]:
         """MASE, RMSSE (per window over its series' in-sample scale, averaged), MAE, RMSE, sMAPE."""
-        err = forecast - truth  # (B, H)
-        denom = np.abs(forecast) + np.abs(truth)
-        ratio = np.divide(2.0 * np.abs(err), denom, out=np.zeros_like(err), where=denom > 0)
-        mase = np.abs(err).mean(axis=1) / self.mase_scale[series]
-        rmsse = np.sqrt((err**2).mean(axis=1) / self.rmsse_scale[series])
-        return {"mase": float(mase.mean()), "rmsse": float(rmsse.mean()), "mae": float(np.abs(err).mean()),
-                "rmse": float(np.sqrt((err**2).mean())), "smape": 100.0 * float(ratio.mean())}  # fmt: skip
+        return point_errors(forecast, truth, self.mase_scale[series], self.rmsse_scale[series])
 
     def interval_metrics(self, qs: np.ndarray, truth: np.ndarray) -> dict[str, float]:
         """Coverage of each central interval, share below each level, wQL and CRPS (module docstring)."""
-        out: dict[str, float] = {}
-        levels = self.quantiles
-        for j, q in enumerate(levels):
-            out[f"below_q{q:g}"] = float((truth <= qs[..., j]).mean())
-            k = levels.index(round(1.0 - q, 10)) if round(1.0 - q, 10) in levels else -1
-            if q < 0.5 and k >= 0:
-                inside = (qs[..., j] <= truth) & (truth <= qs[..., k])
-                out[f"coverage_{round(100 * (1 - 2 * q)):d}"] = float(inside.mean())
-        lv = np.asarray(levels)
-        err = truth[..., None] - qs  # (B, H, Q)
-        pin = np.maximum(lv * err, (lv - 1) * err)
-        total = float(np.abs(truth).sum())
-        out["wql"] = float((2.0 * pin.sum(axis=(0, 1)) / (total if total > 0 else 1.0)).mean())
-        out["crps"] = float((2.0 * pin).mean())
-        return out
+        return interval_scores(qs, truth, self.quantiles)
 
     def metrics(self, prediction: Tensor, batch: Batch) -> dict[str, float]:
         """``loss``; model, ``naive_`` and ``snaive_`` errors; interval metrics; per-origin MASE."""
@@ -435,6 +481,7 @@ class PanelForecastTask(Task):
             "static": self.static, "calendar": self.calendar, "quantiles": self.quantiles or None,
             "window": self.window, "horizon": self.horizon, "backtest": self.backtest, "fill": self.fill,
             "normalize": self.normalize, "season": self.season, "freq": self.freq, "levels": self.levels,
+            "val_windows": self.val_windows,
         }  # fmt: skip
 
     def __repr__(self) -> str:

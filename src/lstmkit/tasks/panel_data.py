@@ -55,6 +55,18 @@ class Panel:
     static_names: list[str]  # names of the K static codes ("id" first)
     freq: str | None  # pandas frequency of the grid, or None without dates
     report: dict[str, Any] = field(default_factory=dict)  # rows, series, what was filled/added/dropped
+    levels: list[list[str]] = field(default_factory=list)  # text of each static code (ids first), sorted
+
+    def cut(self, ends: np.ndarray) -> Panel:
+        """The panel with series i cut after its row ``ends[i]`` (0-based, >= 0): nothing later is kept."""
+        ends = np.asarray(ends, dtype=np.int64)
+        if ends.shape != (len(self.ids),) or (ends < 0).any() or (ends >= self.lengths).any():
+            raise ValueError(f"ends must be (S,) = ({len(self.ids)},) rows within each series; got {ends.tolist()}")
+        rows = np.concatenate([np.arange(s, s + e + 1) for s, e in zip(self.starts[:-1], ends, strict=True)])
+        starts = np.concatenate([[0], np.cumsum(ends + 1)]).astype(np.int64)
+        dates = self.dates[rows] if self.dates is not None else None
+        return Panel(self.ids, self.values[rows], starts, dates, self.columns, self.static, self.static_names,
+                     self.freq, dict(self.report), self.levels)  # fmt: skip
 
     @property
     def lengths(self) -> np.ndarray:
@@ -62,7 +74,7 @@ class Panel:
         return np.diff(self.starts)
 
 
-def _day(date: Any) -> str:
+def day_text(date: Any) -> str:
     """A date as ISO text, without the time when it is midnight."""
     text = str(np.datetime64(date, "s")).replace("T", " ")
     return text[:10] if text.endswith("00:00:00") else text
@@ -208,7 +220,7 @@ def read_panel(
                 j = int(rep[0])
                 r1, r2 = sorted((int(seg_rows[j]) + 2, int(seg_rows[j + 1]) + 2))
                 raise ValueError(
-                    f"{where}: series {name!r} has two rows for date {_day(ds[j])} (data rows {r1} and {r2}); "
+                    f"{where}: series {name!r} has two rows for date {day_text(ds[j])} (data rows {r1} and {r2}); "
                     "expected one row per series and date"
                 )
     report: dict[str, Any] = {"rows_read": len(frame), "series_read": len(id_list), "reordered": reordered}
@@ -227,7 +239,7 @@ def read_panel(
             off = np.flatnonzero((pos >= len(grid)) | (grid[np.minimum(pos, len(grid) - 1)] != dd))
             if len(off):
                 raise ValueError(
-                    f"{where}: series {name!r}: date {_day(dd[int(off[0])])} is not on the {freq} grid "
+                    f"{where}: series {name!r}: date {day_text(dd[int(off[0])])} is not on the {freq} grid "
                     f"starting {str(dd[0])[:10]}; expected evenly spaced dates"
                 )
             full = np.full((len(grid), v.shape[1]), np.nan)
@@ -249,8 +261,69 @@ def read_panel(
     report.update(counts, filled=filled)
     col_names = [target if isinstance(target, str) else "value", *past, *future]
     panel = Panel(id_list, all_values, new_starts, all_dates, col_names, np.concatenate([id_codes, codes], axis=1),
-                  ["id", *static], freq, report)  # fmt: skip
+                  ["id", *static], freq, report, [id_list, *levels])  # fmt: skip
     return panel, [id_list, *levels]
+
+
+def future_dates(last: Any, steps: int, freq: str) -> np.ndarray:
+    """(steps,) datetime64[ns]: the ``steps`` dates after ``last`` on the ``freq`` grid."""
+    pd = _pandas()
+    return pd.date_range(last, periods=steps + 1, freq=freq)[1:].to_numpy(dtype="datetime64[ns]")
+
+
+def read_future(path: str | os.PathLike[str], id_columns: list[str], date_column: str, columns: list[str],
+                ids: list[str], dates: np.ndarray) -> np.ndarray:  # fmt: skip
+    """(S, H, len(columns)) float64: the future-known ``columns`` of series ``ids`` at ``dates``
+    (S, H) datetime64, from a long-format CSV with the training file's id and date columns.
+
+    A series with a date missing from the file or an empty cell there is a one-line ValueError
+    naming the series, the dates and how many other series lack some; so is a repeated
+    (series, date) row.
+    """
+    path = os.fspath(path)
+    where = f"future file {path!r}"
+    try:
+        frame = _read(path)
+    except ValueError as err:
+        raise ValueError(str(err).replace(f"csv_file {path!r}", where)) from None
+    missing = [c for c in dict.fromkeys([*id_columns, date_column, *columns]) if c not in frame.columns]
+    if missing:
+        raise ValueError(f"{where}: no column(s) {missing}; columns are {list(frame.columns)}")
+    names = frame[list(id_columns)].agg(" / ".join, axis=1).to_numpy()
+    when = _parse_panel_dates(frame[date_column], date_column, where).view("int64")
+    pd = _pandas()
+    cells = np.stack(
+        [np.array(pd.to_numeric(frame[c].where(frame[c] != ""), errors="coerce"), dtype=np.float64) for c in columns],
+        axis=1,
+    )  # (N, Fu) NaN where empty or not a number
+    index: dict[tuple[str, int], int] = {}
+    for r, key in enumerate(zip(names.tolist(), when.tolist(), strict=True)):
+        if key in index:
+            raise ValueError(
+                f"{where}: series {key[0]!r} has two rows for date {day_text(np.datetime64(key[1], 'ns'))} "
+                f"(data rows {index[key] + 2} and {r + 2}); expected one row per series and date"
+            )
+        index[key] = r
+    out = np.full((len(ids), dates.shape[1], len(columns)), np.nan)
+    lacking: list[tuple[int, list[str]]] = []
+    for i, name in enumerate(ids):
+        gaps = []
+        for h, d in enumerate(dates[i].astype("datetime64[ns]").view("int64").tolist()):
+            found = index.get((name, d))
+            if found is not None:
+                out[i, h] = cells[found]
+            if found is None or np.isnan(out[i, h]).any():
+                gaps.append(day_text(dates[i, h]))
+        if gaps:
+            lacking.append((i, gaps))
+    if lacking:
+        i, gaps = lacking[0]
+        more = f"; {len(lacking) - 1} more series lack some" if len(lacking) > 1 else ""
+        raise ValueError(
+            f"{where}: series {ids[i]!r} has no value of {columns} for {', '.join(gaps)} (its {dates.shape[1]} "
+            f"forecast dates run {day_text(dates[i, 0])} to {day_text(dates[i, -1])}){more}"
+        )
+    return out
 
 
 def _fill_one(v: np.ndarray, dates: Any, rule: str) -> tuple[np.ndarray, Any, list[int], int]:

@@ -118,3 +118,109 @@ def plot_forecast_dates(
     fig.autofmt_xdate()
     fig.tight_layout()
     save_png(fig, out)
+
+
+# ---------------------------------------------------------------------------------- many series
+def history_task(task_args: dict[str, Any], csv_file: str | None = None, panel: Any = None) -> Any:
+    """A :class:`~lstmkit.tasks.panel.PanelForecastTask` with the run's ``task_args`` (its columns,
+    window, horizon, scaling rule and saved category levels) over ``csv_file`` or an already read
+    ``panel``, every row taken as history: the statistics come from all rows of each series."""
+    from ..tasks.panel import PanelForecastTask
+
+    args = {**task_args, "history": True}
+    if csv_file is not None:
+        args["csv_file"] = str(csv_file)
+    if panel is not None:
+        args["panel"] = panel
+    return PanelForecastTask(**args)
+
+
+def forecast_dates(task: Any) -> np.ndarray | None:
+    """(S', H) datetime64: the H dates after the last row of each kept series (None without dates)."""
+    from ..tasks.panel_data import future_dates
+
+    p = task.panel
+    if p.dates is None:
+        return None
+    ends = p.starts[task.kept] + p.lengths[task.kept] - 1
+    return np.stack([future_dates(p.dates[e], task.horizon, task.freq) for e in ends])
+
+
+def future_covariates(task: Any, path: str | os.PathLike[str] | None) -> np.ndarray | None:
+    """(S', H, Fu) future-known values for the kept series of a history task, read from ``path``
+    (None when the model reads none); a missing file or missing values raise a one-line ValueError."""
+    from ..tasks.panel_data import read_future
+
+    if not task.future:
+        if path is not None:
+            raise ValueError(f"this model reads no future-known columns; got a future file {os.fspath(path)!r}")
+        return None
+    if path is None:
+        raise ValueError(f"this model reads the future of {task.future}: give them in a file (--future FILE)")
+    dates = forecast_dates(task)
+    if dates is None or not task.id_column:
+        raise ValueError("future-known columns are matched by series and date: the run needs --id and --date")
+    ids = [task.panel.ids[i] for i in task.kept]
+    return read_future(path, task.id_column, task.date_column, task.future, ids, dates)
+
+
+def panel_forecast(model: torch.nn.Module, task: Any, future: np.ndarray | None = None,
+                   chunk: int = 512) -> dict[str, Any]:  # fmt: skip
+    """Forecast the H steps after the last row of every kept series of a history task.
+
+    ``future`` (S', H, Fu) holds the future-known columns over those steps (see
+    :func:`future_covariates`). Returns, in the file's units: ``series`` (S',) indices,
+    ``dates`` (S', H) datetime64 or None, ``quantiles`` (S', H, Q), ``prediction`` (S', H) and
+    ``last`` (S',) the last value read. The model reads the C rows up to each series' end and
+    the future-known columns; nothing else.
+    """
+    p, H, C = task.panel, task.horizon, task.context
+    s = task.kept
+    ends = p.starts[s] + p.lengths[s] - 1  # (S',) row of each series' last value
+    rows = ends[:, None] - C + 1 + np.arange(C)  # (S', C)
+    ctx = torch.from_numpy(p.values[rows])  # (S', C, F)
+    ctx_dates = p.dates[rows] if p.dates is not None else None
+    dates = forecast_dates(task)
+    fut = None
+    if task.future_steps:
+        fut = torch.zeros(len(s), H, ctx.shape[-1], dtype=torch.float64)
+        if task.future:
+            if future is None or future.shape != (len(s), H, len(task.future)):
+                got = None if future is None else future.shape
+                raise ValueError(f"future must be ({len(s)}, {H}, {len(task.future)}) values; got {got}")
+            fut[..., 1 + len(task.past) :] = torch.from_numpy(future)
+    series = torch.from_numpy(s)
+    x = task.encode(ctx, fut, ctx_dates, dates, series)  # (S', C' (+ H), I)
+    lengths = torch.full((len(s),), x.shape[1], dtype=torch.int64)
+    model.eval()
+    with torch.no_grad():
+        z = torch.cat([model(x[i : i + chunk], lengths[i : i + chunk]) for i in range(0, len(s), chunk)])
+    last = ctx[:, -1, 0]
+    qs = task.unscale(task.quantile_outputs(z), last, series).numpy()  # (S', H, Q)
+    return {"series": s, "dates": dates, "quantiles": qs, "prediction": qs[..., task.point_index],
+            "last": last.numpy()}  # fmt: skip
+
+
+def write_panel_forecasts(path: str | os.PathLike[str], task: Any, result: dict[str, Any],
+                          calibrated: dict[str, np.ndarray] | None = None) -> int:  # fmt: skip
+    """Write ``unique_id, ds, forecast``, one ``qL`` column per quantile level and, with
+    ``calibrated`` ({"lo-80": (S', H), "hi-80": ...}), those columns; one row per series and step,
+    fields quoted by the csv module where they hold commas or quotes. Returns the rows written."""
+    from ..tasks.panel_data import day_text
+
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    qnames = [f"q{q:g}" for q in task.quantiles]
+    extra = list(calibrated or {})
+    writer.writerow(["unique_id", "ds", "forecast", *qnames, *extra])
+    p, n = task.panel, 0
+    for j, i in enumerate(result["series"]):
+        for h in range(task.horizon):
+            ds = day_text(result["dates"][j, h]) if result["dates"] is not None else int(p.lengths[i]) + h
+            row = [p.ids[i], ds, repr(float(result["prediction"][j, h]))]
+            row += [repr(float(v)) for v in (result["quantiles"][j, h] if qnames else [])]
+            row += [repr(float(calibrated[c][j, h])) for c in extra] if calibrated else []
+            writer.writerow(row)
+            n += 1
+    atomic_write(path, buf.getvalue())
+    return n
