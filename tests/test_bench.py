@@ -146,3 +146,39 @@ def test_cli_bench_streams_plan_writes_the_step_table(monkeypatch: pytest.Monkey
     assert "Per-step latency" in (tmp_path / "results.md").read_text()
     measures = {c["measure"] for c in result["targets"]}
     assert "stream step / nn.LSTM" in measures
+
+
+def test_edge_rows_time_every_runtime_against_nn_lstm_in_the_same_run() -> None:
+    """One spec, one batch size, tiny model: every runtime's program is exported, checked and timed."""
+    pytest.importorskip("executorch", reason="the edge table needs the edge extra (executorch)")
+    pytest.importorskip("onnxruntime", reason="the edge table needs the edge extra (onnxruntime)")
+    from lstmkit.bench import edge
+
+    entries = edge.time_edge(8, threads=1, specs=("cifg",), batches=(2,), reps=1, calls=2)
+    (entry,) = entries
+    assert (entry["spec"], entry["B"], entry["H"]) == ("cifg", 2, 8)
+    rows = entry["rows"]
+    assert set(rows) == set(edge.RUNTIMES)
+    base = rows["nn.LSTM eager"]["s"]
+    for row in rows.values():
+        assert row["s"] > 0 and row["ratio"] == row["s"] / base
+    (check,) = edge.targets(1, entries)
+    assert check["value"] == rows["eager int8"]["s"] / rows["eager float"]["s"]
+    assert check["met"] == (check["value"] <= edge.INT8_GOAL)
+    table = "\n".join(edge.markdown(entries))
+    assert "| ExecuTorch int8 |" in table and "cifg B=2" in table
+
+
+def test_edge_table_says_why_it_was_not_timed() -> None:
+    from lstmkit.bench import edge
+
+    assert edge.markdown([], "executorch is not installed") == [
+        "",
+        "Edge runtimes: not timed (executorch is not installed).",
+    ]
+
+
+def test_cli_bench_takes_one_plan(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli_main(["bench", "--streams", "--edge", "--out", "unused"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "lstmkit bench: error: choose one of --quick, --streams, --edge; got --streams, --edge"

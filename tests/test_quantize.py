@@ -15,7 +15,15 @@ from torch import nn
 
 import lstmkit
 from lstmkit import PRESETS
-from lstmkit.interop.quantize import Int8LSTM, dequantize_rows, int8_linear, quantize, quantize_rows
+from lstmkit.interop.quantize import (
+    Int8Embedding,
+    Int8LSTM,
+    dequantize_rows,
+    int8_linear,
+    int8_linear_reference,
+    quantize,
+    quantize_rows,
+)
 
 SPECS = sorted({spec: name for name, spec in PRESETS.items()}.values())
 REL_TOL = {"layernorm": 0.08}
@@ -53,6 +61,29 @@ def test_int8_linear_equals_the_float_product_on_the_grid_and_stays_close_off_it
     y = torch.randn(6, K, generator=g)
     err = (int8_linear(y, q, s) - y @ w.T).abs().max()
     assert err < 0.05, f"int8 rounding error {err}"
+
+
+@pytest.mark.parametrize("shape", [(3, 5, 7), (4, 1), (0, 6), (16, 33), (1, 128)])
+def test_the_fused_int8_products_equal_their_tensor_operations(shape: tuple[int, ...], compiled_kernel: object) -> None:
+    """The C++ kernel's int8_linear / int8_rows (one call each in eager mode) against the tensor operations
+    they replace, bit for bit: the same rounding (half to even), the same int32 sums, the same float order."""
+    g = torch.Generator().manual_seed(1)
+    K, N = shape[-1], 9
+    q, s = quantize_rows(torch.randn(N, K, generator=g))
+    x, b = torch.randn(*shape, generator=g) * 3, torch.randn(N, generator=g)
+    x.view(-1)[::7] = 0.0
+    if x.shape[0]:
+        x[0] = 0.0  # a zero row: scale 1
+    for bias in (None, b):
+        got = int8_linear(x, q, s, bias)
+        want = int8_linear_reference(x, q, s, bias)
+        assert got.shape == (*shape[:-1], N)
+        assert torch.equal(got, want)
+    table = Int8Embedding(nn.Embedding(10, 4))
+    tokens = torch.tensor([[1, 9, -1], [0, 0, 3]])
+    assert torch.equal(table(tokens), table.weight_int8[tokens].float() * table.weight_scale[tokens].unsqueeze(-1))
+    with pytest.raises(IndexError):
+        table(torch.tensor([10]))
 
 
 @pytest.mark.parametrize("spec", SPECS)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import step
+from . import edge, step
 from .contenders import BASELINE, CONTENDERS, LOW_PRECISION_GOAL, SCRIPTED_RIVAL, goals
 
 RIVAL_FACTOR = 3.0
@@ -68,6 +68,7 @@ def targets(result: dict[str, Any]) -> list[dict[str, Any]]:
                         where = {"threads": run["threads"], "case": shape, "contender": f"lstmkit {name}"}
                         checks.append({**where, "measure": measure, "value": got, "goal": f"<= {step.STEP_GOAL}"})
                         checks[-1]["met"] = got <= step.STEP_GOAL
+        checks += edge.targets(run["threads"], run.get("edge", []))
     return checks
 
 
@@ -104,15 +105,15 @@ def markdown(result: dict[str, Any]) -> str:
         f"{env['load_before']} / {env['load_after']}, {env['seconds']:.0f} s.",
     ]
     for run in result["runs"]:
-        lines += [
-            "",
-            f"### {run['threads']} thread(s): ratios to torch.nn.LSTM, forward / training",
-            "",
-            f"Median of {result['reps']} interleaved repetitions, float32, I = H, one layer unless said; lower is "
-            f"faster. Matmul peak (float32 square torch.mm): {run['matmul_gflops']:.1f} GFLOP/s.",
-            "",
-            *_ratio_table(run["grid"]),
-        ]
+        lines += ["", f"### {run['threads']} thread(s): ratios to torch.nn.LSTM, forward / training"]
+        if run["grid"]:
+            lines += [
+                "",
+                f"Median of {result['reps']} interleaved repetitions, float32, I = H, one layer unless said; lower "
+                f"is faster. Matmul peak (float32 square torch.mm): {run['matmul_gflops']:.1f} GFLOP/s.",
+                "",
+                *_ratio_table(run["grid"]),
+            ]
         if run["extra"]:
             lines += ["", *_ratio_table(run["extra"])]
         if run.get("bf16"):
@@ -123,6 +124,7 @@ def markdown(result: dict[str, Any]) -> str:
                 *_ratio_table(run["bf16"]),
             ]
         lines += step.markdown(run.get("step", []))
+        lines += edge.markdown(run.get("edge", []), run.get("edge_skipped"))
     if result["sweep"]:
         lines += ["", "Training step, time and peak memory (growth of the resident set in a fresh process) vs T:", ""]
         lines += ["| contender | T | seconds | peak MiB | MiB per 1000 steps |", "|---|---|---|---|---|"]

@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from . import memory, report
+from . import edge, memory, report
 from .contenders import BASELINE, CONTENDERS, LOW_PRECISION, SCRIPTED_PEEPHOLE, build_in, by_name, lstm_flops
 from .step import time_steps
 from .timing import forward_step, interleaved_medians, matmul_peak, training_step
@@ -43,6 +43,7 @@ class Plan:
     step: tuple[int, ...] = ()  # hidden sizes of the per-step latency table (T = 1, B = 1), () to skip
     step_calls: int = 200  # steps per timing sample of that table
     bf16: tuple[tuple[int, int, int, int], ...] = ()  # (T, B, I, H) cases of the bfloat16 table, () to skip
+    edge: tuple[int, ...] = ()  # hidden sizes of the edge-runtime table (lstmkit.bench.edge), () to skip
     contenders: tuple[str, ...] = field(default_factory=lambda: tuple(c.name for c in CONTENDERS))  # main table
 
 
@@ -79,6 +80,10 @@ STREAMS = Plan(
     step=(64, 256),
 )
 """Streaming inference: forward of every spec at B = 1 and 16, and the per-step latency table."""
+EDGE = Plan(grid=(), T=1, reps=15, long=None, bidirectional=None, sweep=None, matmul_n=1024, edge=(128,))
+"""Deployment: one frame of a streaming model in eager PyTorch, ExecuTorch and ONNX Runtime, float and int8."""
+PLAN_NAMES = ("full", "quick", "streams", "edge")
+"""The plans by name: the module constants FULL, QUICK, STREAMS and EDGE."""
 LONG_CONTENDERS = [BASELINE, "lstmkit return_gates", "lstmkit peephole", "lstmkit layernorm", SCRIPTED_PEEPHOLE]
 SWEEP_CONTENDERS = [BASELINE, "lstmkit peephole"]
 
@@ -155,6 +160,13 @@ def run_threads(plan: Plan, reps: int, threads: int, log: Any) -> dict[str, Any]
             {"H": H, "I": STEP_INPUT, "rows": time_steps(H, STEP_INPUT, reps=3 * reps, calls=plan.step_calls)}
         )
         log(f"[{threads} threads] step latency H={H} done ({time.perf_counter() - start:.0f} s)")
+    out["edge"] = []
+    missing = edge.missing_extra() if plan.edge else None
+    if missing:
+        out["edge_skipped"] = f"{missing} is not installed: pip install 'lstmkit[edge]'"
+    for H in plan.edge if not missing else ():
+        out["edge"] += edge.time_edge(H, threads, reps=reps)
+        log(f"[{threads} threads] edge runtimes H={H} done ({time.perf_counter() - start:.0f} s)")
     return out
 
 
@@ -177,6 +189,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--streams", action="store_true", help="streaming: B = 1 and 16 at H = 64 and 256, and per-step latency"
     )
+    p.add_argument(
+        "--edge",
+        action="store_true",
+        help="deployment: a frame in eager PyTorch, ExecuTorch and ONNX Runtime, float and int8 (needs lstmkit[edge])",
+    )
     p.add_argument("--out", type=Path, default=Path("runs/bench"), help="folder for results.json and results.md")
     p.add_argument("--reps", type=int, help="repetitions per case (default 5, quick 3)")
     p.add_argument("--threads", type=int, help="one thread count only (default: torch's default, then 1)")
@@ -197,16 +214,32 @@ def main(argv: list[str] | None = None) -> int:
         value = getattr(args, name)
         if value is not None and value < 1:
             raise SystemExit(f"--{name} must be at least 1; got {value}")
-    return execute(args.quick, args.out, args.reps, args.threads, streams=args.streams)
+    try:
+        plan = plan_name(args)
+    except ValueError as err:
+        raise SystemExit(str(err)) from None
+    return execute(args.quick, args.out, args.reps, args.threads, plan=plan)
+
+
+def plan_name(args: argparse.Namespace) -> str:
+    """The plan the parsed options ask for; at most one of --quick, --streams, --edge."""
+    chosen = [name for name in ("quick", "streams", "edge") if getattr(args, name, False)]
+    if len(chosen) > 1:
+        raise ValueError(f"choose one of --quick, --streams, --edge; got {', '.join('--' + c for c in chosen)}")
+    return chosen[0] if chosen else "full"
 
 
 def execute(
-    quick: bool, out: Path, reps: int | None, threads: int | None, log: Any = None, *, streams: bool = False
+    quick: bool, out: Path, reps: int | None, threads: int | None, log: Any = None, *, plan: str | None = None
 ) -> int:
-    """The whole run: time, write ``out/results.json`` and ``out/results.md``, print the tables."""
+    """The whole run of ``plan`` (one of :data:`PLAN_NAMES`; default quick or full as ``quick`` says): time, write
+    ``out/results.json`` and ``out/results.md``, print the tables."""
     log = log or (lambda line: print(line, flush=True))
-    plan = STREAMS if streams else QUICK if quick else FULL
-    reps = reps or plan.reps
+    name = plan or ("quick" if quick else "full")
+    if name not in PLAN_NAMES:
+        raise ValueError(f"unknown plan {name!r}; expected one of {', '.join(PLAN_NAMES)}")
+    chosen: Plan = globals()[name.upper()]
+    reps = reps or chosen.reps
     from ..kernels import compiled
 
     counts = thread_counts(threads)
@@ -220,10 +253,10 @@ def execute(
         "load_before": _load(),
     }
     t_start = time.perf_counter()
-    runs = [run_threads(plan, reps, n, log) for n in counts]
+    runs = [run_threads(chosen, reps, n, log) for n in counts]
     sweep = []
-    if plan.sweep:
-        Ts, B, H = plan.sweep
+    if chosen.sweep:
+        Ts, B, H = chosen.sweep
         torch.set_num_threads(counts[0])
         for name in SWEEP_CONTENDERS:
             for T in Ts:
@@ -231,8 +264,15 @@ def execute(
         log(f"memory sweep done ({time.perf_counter() - t_start:.0f} s)")
     env["load_after"] = _load()
     env["seconds"] = time.perf_counter() - t_start
-    name = "streams" if streams else "quick" if quick else "full"
-    result = {"quick": quick, "plan": name, "reps": reps, "T": plan.T, "environment": env, "runs": runs, "sweep": sweep}
+    result = {
+        "quick": name == "quick",
+        "plan": name,
+        "reps": reps,
+        "T": chosen.T,
+        "environment": env,
+        "runs": runs,
+        "sweep": sweep,
+    }
     result["targets"] = report.targets(result)
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(result, indent=2))

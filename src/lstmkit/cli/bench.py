@@ -30,10 +30,14 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the harness with the parsed options; returns its exit code."""
-    from ..bench.run import execute
+    from ..bench.run import execute, plan_name
 
     if args.reps is not None and args.reps < 1:
         raise CLIError(f"--reps must be at least 1; got {args.reps}")
     if args.threads is not None and args.threads < 1:
         raise CLIError(f"--threads must be at least 1; got {args.threads}")
-    return execute(args.quick, args.out, args.reps, args.threads, streams=args.streams)
+    try:
+        plan = plan_name(args)
+    except ValueError as err:
+        raise CLIError(str(err)) from None
+    return execute(args.quick, args.out, args.reps, args.threads, plan=plan)

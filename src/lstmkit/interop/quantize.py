@@ -40,6 +40,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..functional import LN_EPS, LayerWeights
+from ..kernels import compiled
 from ..kernels.compiled.lowering import recurrence_steps
 from ..modules import base
 from ..modules.lstm import LSTM
@@ -63,9 +64,27 @@ def dequantize_rows(q: Tensor, scale: Tensor) -> Tensor:
     return q.float() * scale[:, None]
 
 
+def _fused() -> Any:
+    """The C++ kernel's int8 products when they can run here (eager CPU float32), else None."""
+    if torch.compiler.is_compiling() or not compiled.is_available():
+        return None
+    return compiled.extension()
+
+
 def int8_linear(x: Tensor, q: Tensor, scale: Tensor, bias: Tensor | None = None) -> Tensor:
     """``x (..., K) @ W^T + b`` with W = ``scale[:, None] * q`` (q (N, K) int8): ``x`` quantised per
-    row on the fly, int8 x int8 -> int32 (``torch._int_mm``), rescaled to float32. Returns (..., N)."""
+    row on the fly, int8 x int8 -> int32 (``torch._int_mm``), rescaled to float32. Returns (..., N).
+
+    Eager calls on CPU float32 run the same operations in one call of the C++ kernel (``int8.h``);
+    this function's tensor operations are its reference and the path under tracing."""
+    ext = _fused()
+    if ext is not None and x.device.type == "cpu" and x.dtype == torch.float32 and not x.requires_grad:
+        return ext.int8_linear(x, q, scale, bias)
+    return int8_linear_reference(x, q, scale, bias)
+
+
+def int8_linear_reference(x: Tensor, q: Tensor, scale: Tensor, bias: Tensor | None = None) -> Tensor:
+    """:func:`int8_linear` in tensor operations (traceable; the C++ path's reference)."""
     lead, K = x.shape[:-1], x.shape[-1]
     x2 = x.reshape(-1, K).float()
     amax = x2.abs().amax(dim=1, keepdim=True)
@@ -120,6 +139,9 @@ class Int8Embedding(nn.Module):
         self.register_buffer("weight_scale", scale)
 
     def forward(self, tokens: Tensor) -> Tensor:
+        ext = _fused()
+        if ext is not None and tokens.device.type == "cpu":
+            return ext.int8_rows(tokens, self.weight_int8, self.weight_scale)
         return self.weight_int8[tokens].float() * self.weight_scale[tokens].unsqueeze(-1)
 
 
@@ -203,8 +225,6 @@ class Int8LSTM(nn.Module):
             from ..functional import with_fgr_entry
 
             zx = with_fgr_entry(zx, g0, LayerWeights(zx, zx, weight_gg=w_gg), spec)
-        from ..kernels import compiled
-
         w_hh = self._dequantised(f"weight_hh{suffix}")
         assert w_hh is not None  # every layer-direction has weight_hh
         tensors = (

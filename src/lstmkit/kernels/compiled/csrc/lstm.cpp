@@ -38,6 +38,8 @@
 #include <type_traits>
 #include <vector>
 
+#include "int8.h"
+
 // oneDNN's matmul as libtorch_cpu exports it, declared here as its header is not installed (result = beta * result + alpha * mat1 @ mat2, any strides).
 namespace at::native {
 TORCH_API void mkldnn_matmul(const Tensor& mat1, const Tensor& mat2, const Tensor& result, float beta, float alpha)
@@ -665,4 +667,6 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         "library of the float32 GEMMs: 'auto' (default), 'onednn', 'mkl' or 'aten'; returns the previous choice");
   m.def("step_gemm", &lstmkit::step_gemm, "library a float32 per-step GEMM of this many rows runs with now");
   m.def("backward", &lstmkit::lstm_backward, "BPTT of forward; returns the gradients of its inputs");
+  m.def("int8_linear", &lstmkit::int8_linear, "x @ (scale * q)^T + b with x quantised per row to int8 (int32 sums)");
+  m.def("int8_rows", &lstmkit::int8_rows, "rows of an int8 table by index, times their scales, in float32");
 }
