@@ -1,11 +1,14 @@
 """One model for many series: windows drawn lazily from a panel, covariates, quantiles, backtests.
 
-The panel is read by :func:`lstmkit.tasks.panel_data.read_panel`. Each series i (n_i rows) splits
-in time: its last ``W * H`` rows are the test targets (W = ``backtest`` rolling origins, H =
-``horizon``; origins ``n_i - 1 - k H`` for k = W .. 1), the H rows before them the validation
-targets (one origin), everything earlier trains. A series with no room for one training window
-(n_i < C + (W + 2) H) is skipped and counted. Training windows are drawn uniformly over every
-(series, origin) pair by index arithmetic: nothing is materialised but the batch.
+The panel is read by :func:`lstmkit.tasks.panel_data.read_panel` (or given already read, as
+``panel``). Each series i (n_i rows) splits in time: its last ``W * H`` rows are the test targets
+(W = ``backtest`` rolling origins, H = ``horizon``; origins ``n_i - 1 - k H`` for k = W .. 1), the
+``V * H`` rows before them the validation targets (V = ``val_windows`` origins, H apart),
+everything earlier trains. A series with no room for one training window (n_i < C + (W + V + 1) H)
+is skipped and counted. Training windows are drawn uniformly over every (series, origin) pair by
+index arithmetic: nothing is materialised but the batch. With ``history`` every row is history
+(for forecasts past the end, :mod:`lstmkit.train.forecasting`): no windows are held out, the
+statistics below come from all rows, and a series needs the C rows of one window.
 
 Per series, with y its target, ``s_i`` the std of its training rows (of their one-step changes
 for ``diff``) and ``mu_i`` their mean, ``normalize`` works as for one series
@@ -23,7 +26,10 @@ series id, then each ``static`` column) are embedded by the model
 With ``quantiles`` (levels in (0, 1)) the head emits (B, H, Q), sorted along Q so that the
 quantiles never cross, and the loss is the pinball loss
 ``mean(max(q (y - yhat_q), (q - 1) (y - yhat_q)))`` in normalised units; the point forecast is
-the quantile nearest 0.5. Without, the loss is the MSE.
+the quantile nearest 0.5. With ``distribution`` (``normal`` or ``studentt``) the head emits the
+distribution's parameters per step (:mod:`lstmkit.tasks.distributions`), the loss is its negative
+log-likelihood, and its quantiles at ``quantiles`` (default 0.1, 0.5, 0.9) stand for a quantile
+head's everywhere else (intervals, metrics, forecasts). Without either, the loss is the MSE.
 
 Metrics on the test windows, in the file's units: ``mase`` (each window's MAE over its series'
 in-sample seasonal naive MAE, averaged), ``rmsse`` (the same with root mean squares, Makridakis
@@ -45,6 +51,9 @@ from torch import Tensor
 
 from ._common import check_batch_size, check_generator, check_int, check_prediction, uniform_int
 from .base import Batch, Task
+from .distributions import PARAMETERS
+from .distributions import nll as distribution_nll
+from .distributions import quantiles as distribution_quantiles
 from .panel_data import Panel, read_panel
 from .series import season_of
 
@@ -177,14 +186,19 @@ class PanelForecastTask(Task):
                  future_features: list[str] | None = None, calendar: list[str] | None = None,
                  quantiles: list[float] | None = None, backtest: int | None = None, freq: str | None = None,
                  levels: list[list[str]] | None = None, val_windows: int | None = None, history: bool = False,
-                 panel: Panel | None = None) -> None:  # fmt: skip
+                 panel: Panel | None = None, distribution: str | None = None) -> None:  # fmt: skip
         if normalize not in ("level", "diff", "global"):
             raise ValueError(f"normalize must be one of ('level', 'diff', 'global'); got {normalize!r}")
         self.calendar = _names(calendar, "calendar")
         unknown = [c for c in self.calendar if c not in CALENDAR]
         if unknown:
             raise ValueError(f"calendar must name some of {sorted(CALENDAR)}; got {unknown}")
+        if distribution is not None and distribution not in PARAMETERS:
+            raise ValueError(f"distribution must be one of {sorted(PARAMETERS)}; got {distribution!r}")
+        self.distribution = distribution
         self.quantiles = self._check_quantiles(quantiles)
+        if distribution is not None and not self.quantiles:
+            self.quantiles = [0.1, 0.5, 0.9]  # the levels a distribution head reports
         ids, targets = _names(id_column, "id_column"), _names(target, "target")
         self.csv_file, self.fill, self.normalize = str(csv_file), fill, normalize
         self.target = targets[0] if len(targets) == 1 else targets
@@ -213,8 +227,8 @@ class PanelForecastTask(Task):
         self.future_steps = self.horizon if (self.future or self.calendar) else 0
         self._layout()
         self._statistics()
-        Q = max(1, len(self.quantiles))
-        self.output_size = self.horizon * Q
+        per_step = PARAMETERS[distribution] if distribution is not None else max(1, len(self.quantiles))
+        self.output_size = self.horizon * per_step
         self.input_size = (1 + len(self.past) + len(self.future) + 2 * len(self.calendar)
                            + (1 if self.future_steps else 0) + len(self.levels))  # fmt: skip
         self._cache: dict[str, Batch] = {}
@@ -343,7 +357,11 @@ class PanelForecastTask(Task):
         return z + torch.from_numpy(self.mean[s]).view(shape)
 
     def quantile_outputs(self, prediction: Tensor) -> Tensor:
-        """(B, H * Q) -> (B, H, Q) sorted along Q (non-crossing); (B, H) -> (B, H, 1)."""
+        """(B, H * Q) -> (B, H, Q) sorted along Q (non-crossing); (B, H) -> (B, H, 1); a distribution
+        head's (B, H * P) -> its quantiles (B, H, Q) at ``quantiles``."""
+        if self.distribution is not None:
+            raw = prediction.reshape(prediction.shape[0], self.horizon, PARAMETERS[self.distribution])
+            return distribution_quantiles(raw, self.quantiles, self.distribution)
         Q = max(1, len(self.quantiles))
         out = prediction.reshape(prediction.shape[0], self.horizon, Q)
         return torch.sort(out, dim=-1).values if Q > 1 else out
@@ -417,9 +435,13 @@ class PanelForecastTask(Task):
 
     # ------------------------------------------------------------------ loss, metrics
     def loss(self, prediction: Tensor, batch: Batch) -> Tensor:
-        """Pinball loss averaged over levels, steps and windows (quantiles), else the MSE."""
+        """Pinball loss averaged over levels, steps and windows (quantiles), the negative
+        log-likelihood (a distribution head), else the MSE."""
         check_prediction(prediction, (len(batch), self.output_size), self.name)
         y = batch.targets.to(prediction.device, prediction.dtype)
+        if self.distribution is not None:
+            raw = prediction.reshape(len(batch), self.horizon, PARAMETERS[self.distribution])
+            return distribution_nll(raw, y, self.distribution)
         if not self.quantiles:
             return torch.mean((prediction - y) ** 2)
         q = torch.tensor(self.quantiles, dtype=prediction.dtype, device=prediction.device)
@@ -481,7 +503,7 @@ class PanelForecastTask(Task):
             "static": self.static, "calendar": self.calendar, "quantiles": self.quantiles or None,
             "window": self.window, "horizon": self.horizon, "backtest": self.backtest, "fill": self.fill,
             "normalize": self.normalize, "season": self.season, "freq": self.freq, "levels": self.levels,
-            "val_windows": self.val_windows,
+            "val_windows": self.val_windows, "distribution": self.distribution,
         }  # fmt: skip
 
     def __repr__(self) -> str:
