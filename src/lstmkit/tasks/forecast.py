@@ -53,6 +53,7 @@ PANEL_ARGS = (
     "freq",
     "levels",
     "val_windows",
+    "distribution",
 )
 """Arguments that make ``ForecastTask(...)`` a panel task (:mod:`lstmkit.tasks.panel`); the one-series
 path takes none of them."""
@@ -125,6 +126,7 @@ class ForecastTask(Task):
         freq: str | None = None,
         levels: list[list[str]] | None = None,
         val_windows: int | None = None,
+        distribution: str | None = None,
     ) -> None:
         if not isinstance(csv_file, (str, os.PathLike)):
             raise TypeError(f"csv_file must be a path; got {csv_file!r}")
