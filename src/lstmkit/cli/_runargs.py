@@ -38,6 +38,7 @@ TASK_FLAGS: dict[str, tuple[str, ...]] = {
     "calendar": ("calendar",),
     "quantiles": ("quantiles",),
     "backtest": ("backtest",),
+    "distribution": ("distribution",),
     "dataset": ("dataset",),
     "data": ("data_file",),
     "test_file": ("test_file",),
@@ -123,6 +124,11 @@ def add_task_flags(p: argparse.ArgumentParser) -> None:
         help="forecast: quantile levels of a pinball-loss head, e.g. 0.1,0.5,0.9",
     )
     g.add_argument("--backtest", type=int, metavar="N", help="forecast: rolling test origins per series (panel)")
+    g.add_argument(
+        "--distribution",
+        choices=("normal", "studentt"),
+        help="forecast: a parametric head trained by likelihood; its quantiles give the intervals (panel)",
+    )
     g.add_argument("--dataset", help="classify: a UCR/UEA set shipped in aeon or sktime (e.g. JapaneseVowels)")
     g.add_argument("--data", metavar="TRAIN", help="classify: your training cases, a .ts or .npz file")
     g.add_argument("--test", dest="test_file", metavar="TEST", help="classify: your test cases, a .ts or .npz file")
