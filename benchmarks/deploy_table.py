@@ -25,7 +25,7 @@ import lstmkit
 from lstmkit.cli import _runargs
 from lstmkit.interop.edge import export_model_executorch, load_method, run_program
 from lstmkit.interop.onnx_model import SeriesNormalization, export_model_onnx
-from lstmkit.interop.onnx_stream import _int8, export_stream_onnx, stream_in_onnxruntime
+from lstmkit.interop.onnx_stream import export_stream_onnx, stream_in_onnxruntime
 from lstmkit.train.checkpoint import load_run
 
 
@@ -76,9 +76,7 @@ def table_for(run: Path, tmp: Path, n: int) -> list[str]:
                     export_model_executorch(model, path, raw, int8=int8, normalization=norm, expected=expected)
                     pred = run_program(path.read_bytes(), [raw])[0]
                 else:
-                    export_model_onnx(model, path, raw, normalization=norm, expected=expected)
-                    if int8:
-                        path.write_bytes(_int8(path.read_bytes()))
+                    export_model_onnx(model, path, raw, normalization=norm, expected=expected, int8=int8)
                     import onnxruntime as ort
 
                     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
@@ -93,7 +91,7 @@ def table_for(run: Path, tmp: Path, n: int) -> list[str]:
                     pred = _stream_pte(path, seq, zeros)
                 else:
                     export_stream_onnx(model, path, seq, chunk=1, int8=int8)
-                    pred = stream_in_onnxruntime(path.read_bytes(), seq, (zeros[0], zeros[1]), seq.shape[1])[0]
+                    pred = stream_in_onnxruntime(path.read_bytes(), seq, zeros, seq.shape[1])[0]
                 pred = pred[:, -1] if last else pred
             cells.append(_metric(task, pred, test))
             files.append(path.stat().st_size)

@@ -140,13 +140,62 @@ def _error(args: list[str], capsys) -> str:
     return err
 
 
+def test_onnx_whole_model_int8_token_and_forecast(charlm, tmp_path: Path, capsys) -> None:
+    """The whole model as an int8 graph (onnxruntime's quantisation): run here against lstmkit.quantize's model."""
+    pd = pytest.importorskip("pandas")
+    from lstmkit.interop.edge import INT8_TOLERANCE
+    from lstmkit.interop.quantize import quantize
+
+    run, task = charlm
+    out = tmp_path / "c.onnx"
+    assert main(["export", str(run), "--onnx", str(out), "--int8", "--batch", "3"]) == 0
+    printed = capsys.readouterr().out
+    assert "int8; onnxruntime max |diff|" in printed and "vs float" in printed
+    tokens = task.test_set().inputs[:3]
+    model, _ = load_run(run)
+    with torch.no_grad():
+        want = quantize(model.eval())(tokens)
+        exact = model(tokens)
+    got = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"]).run(None, {"tokens": tokens.numpy()})[0]
+    assert np.abs(got - want.numpy()).max() <= INT8_TOLERANCE * max(1.0, float(want.abs().max()))
+    assert np.abs(got - exact.numpy()).max() > 0, "the graph is int8, not the float one"
+    import onnx
+
+    kinds = {init.data_type for init in onnx.load(str(out)).graph.initializer}
+    assert onnx.TensorProto.INT8 in kinds, "the weights are stored int8"
+
+    i = np.arange(100)
+    dates = pd.date_range("2001-01-01", periods=100, freq="MS")
+    csv = tmp_path / "s.csv"
+    values = 50 + 0.3 * i + 4 * np.sin(i / 2)
+    csv.write_text("date,y\n" + "\n".join(f"{d.date()},{float(v)!r}" for d, v in zip(dates, values, strict=True)))
+    forecast_task = make_task("forecast", csv_file=str(csv), target="y", window=8, horizon=2)
+    frun = _save(tmp_path / "frun", forecast_task)
+    fout = tmp_path / "f.onnx"
+    assert main(["export", str(frun), "--onnx", str(fout), "--int8", "--batch", "3"]) == 0
+    assert "whole model with its normalisation" in capsys.readouterr().out
+    test = forecast_task.test_set().slice(0, 3)
+    fmodel, _ = load_run(frun)
+    with torch.no_grad():
+        want_forecast = forecast_task.decode(fmodel.eval()(test.inputs, test.lengths), test.extra["last"])
+    session = ort.InferenceSession(str(fout), providers=["CPUExecutionProvider"])
+    raw = forecast_task.raw(test.extra["origin"]).numpy()
+    forecast = session.run(["forecast"], {"values": raw})[0]
+    assert np.abs(forecast - want_forecast.numpy()).max() < 0.1 * forecast_task.scale
+
+
 def test_bad_input_is_one_line_and_leaves_no_file(charlm, tmp_path: Path, capsys, monkeypatch) -> None:
     run, _ = charlm
     out = tmp_path / "x.pte"
     base = ["export", str(run), "--executorch", str(out)]
     assert "--chunk sets the frames per call" in _error([*base, "--chunk", "4"], capsys)
     assert "--core-only exports the LSTM alone" in _error([*base, "--core-only"], capsys)
-    assert "add --streaming" in _error(["export", str(run), "--onnx", str(tmp_path / "x.onnx"), "--int8"], capsys)
+    kept = tmp_path / "kept.onnx"
+    kept.write_bytes(b"an earlier export")
+    assert "differs from PyTorch's" in _error(
+        ["export", str(run), "--onnx", str(kept), "--int8", "--atol", "0"], capsys
+    )
+    assert kept.read_bytes() == b"an earlier export", "a failing export keeps the file that was there"
     blocked = tmp_path / "file"
     blocked.write_text("")
     err = _error(["export", str(run), "--onnx", str(blocked / "x.onnx"), "--streaming"], capsys)
@@ -178,7 +227,7 @@ def test_function_level_refusals(charlm, tmp_path: Path) -> None:
         export_model_executorch(model, tmp_path / "m.pte", tokens[0])
     with pytest.raises(TypeError, match="float32; this model is torch.float64"):
         export_stream_onnx(model.double(), tmp_path / "m.onnx", tokens)
-    fgr = build_model(ModelConfig(input_size=2, output_size=1, hidden=4, spec={"full_gate_recurrence": True}))
-    with pytest.raises(ValueError, match="FGR carries its previous gates as a third state"):
-        export_stream_onnx(fgr.eval(), tmp_path / "f.onnx", torch.randn(2, 5, 2))
+    bi = build_model(ModelConfig(input_size=2, output_size=1, hidden=4, bidirectional=True))
+    with pytest.raises(ValueError, match="a bidirectional model cannot stream"):
+        export_stream_onnx(bi.eval(), tmp_path / "f.onnx", torch.randn(2, 5, 2))
     assert not list(tmp_path.iterdir())

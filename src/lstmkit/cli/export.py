@@ -13,7 +13,8 @@ outputs ``output``, ``h_n``, ``c_n``; see :func:`lstmkit.export_onnx`).
 the whole model at the test set's batch and length, or with ``--streaming`` K = ``--chunk`` frames and
 the state in and out. ``--onnx PATH --streaming`` writes the streaming ONNX graph
 (:mod:`lstmkit.interop.onnx_stream`). ``--int8`` quantises (XNNPACK's quantiser, onnxruntime's dynamic
-quantisation) and checks against :func:`lstmkit.quantize` of the same model. Streams are checked by
+quantisation; with ``--onnx`` the whole model or the stream) and checks against :func:`lstmkit.quantize`
+of the same model. Streams are checked by
 feeding the test sequences K frames at a time against one PyTorch call; every check prints its max |diff|
 and nothing is written when it fails.
 """
@@ -76,7 +77,7 @@ def run_export(args: argparse.Namespace) -> int:
     if not isinstance(core, LSTM):
         raise CLIError(f"only lstmkit.LSTM cores export to ONNX; this run's core is {type(core).__name__}")
     model.eval()
-    if args.executorch or args.streaming or args.int8:
+    if args.executorch or args.streaming:
         return _edge(args, model, config, best)
     try:
         if args.core_only:
@@ -87,11 +88,15 @@ def run_export(args: argparse.Namespace) -> int:
         raise CLIError(os_error_line(err)) from None
     except (ValueError, TypeError, ImportError, RuntimeError) as err:
         raise CLIError(str(err)) from None
-    check = (
-        f"onnxruntime max |diff| {result.max_abs_diff:.2g} vs PyTorch"
-        if result.max_abs_diff is not None
-        else "onnxruntime not installed: not run"
-    )
+    if result.max_abs_diff is None:
+        check = "onnxruntime not installed: not run"
+    elif args.int8:
+        check = (
+            f"int8; onnxruntime max |diff| {result.max_abs_diff:.2g} vs the int8 PyTorch model (lstmkit.quantize), "
+            f"{result.float_diff:.2g} vs float; {result.size} bytes"
+        )
+    else:
+        check = f"onnxruntime max |diff| {result.max_abs_diff:.2g} vs PyTorch"
     weights = f", best weights of step {best['step']}" if best else ""
     print(f"wrote {result.path} ({what}{weights}; graph {result.graph}, opset {result.opset}, {check})")
     return 0
@@ -137,7 +142,7 @@ def _whole(args: argparse.Namespace, model: Any, config: Any) -> tuple[Any, str]
         meta["outputs"] = f"forecast: {task.target} at the next {task.horizon} steps; prediction: normalised"
         result = export_model_onnx(
             model, args.onnx, task.raw(part.extra["origin"]), normalization=norm, expected=expected,
-            opset=args.opset, atol=args.atol, metadata=meta,
+            opset=args.opset, atol=args.atol, metadata=meta, int8=args.int8,
         )  # fmt: skip
         return result, f"whole model with its normalisation ({task.normalize}), {len(part)} test windows"
     full = batch.lengths == batch.lengths.max()  # the graph takes full-length sequences only
@@ -145,7 +150,9 @@ def _whole(args: argparse.Namespace, model: Any, config: Any) -> tuple[Any, str]
     T = int(batch.lengths.max())
     inputs = batch.inputs[index, :T]
     meta = {"lstmkit_task": json.dumps({"task": config.task, "readout": config.model.readout})}
-    result = export_model_onnx(model, args.onnx, inputs, opset=args.opset, atol=args.atol, metadata=meta)
+    result = export_model_onnx(
+        model, args.onnx, inputs, opset=args.opset, atol=args.atol, metadata=meta, int8=args.int8
+    )
     parts = "embedding, LSTM, head" if getattr(model, "embedding", None) is not None else "LSTM, head"
     return result, f"whole model: {parts}; {len(index)} test inputs of task {config.task!r}"
 
@@ -158,8 +165,6 @@ def _check_options(args: argparse.Namespace) -> None:
         raise CLIError("--core-only exports the LSTM alone to ONNX; it takes no --executorch, --streaming or --int8")
     if args.chunk != 1 and not args.streaming:
         raise CLIError(f"--chunk sets the frames per call of a --streaming export; got --chunk {args.chunk} alone")
-    if args.onnx and args.int8 and not args.streaming:
-        raise CLIError("--onnx --int8 writes the streaming graph: add --streaming")
     if args.executorch:
         missing = [m for m in ("executorch", "torchao") if importlib.util.find_spec(m) is None]
         if missing:

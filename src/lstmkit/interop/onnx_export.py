@@ -32,13 +32,17 @@ class OnnxExport(NamedTuple):
 
     ``graph`` is ``"lstm-op"`` (one ONNX ``LSTM`` node per layer) or ``"scan"`` (a ``Scan`` over
     time per layer-direction); ``max_abs_diff`` is the largest difference between onnxruntime's
-    outputs and PyTorch's on the example input, or None when onnxruntime is not installed.
+    outputs and PyTorch's on the example input (the int8 PyTorch model's for an int8 graph), or None when
+    onnxruntime is not installed; ``float_diff`` the int8 graph's difference to the float model (None for a
+    float graph); ``size`` the file's bytes (None where not counted).
     """
 
     path: Path
     graph: str
     opset: int
     max_abs_diff: float | None
+    float_diff: float | None = None
+    size: int | None = None
 
 
 def _require(module: str) -> Any:
@@ -209,19 +213,20 @@ def _build(
     ]
 
     h0, c0 = ("h0", "c0") if with_states else (None, None)
-    out, h_n, c_n = core_nodes(g, model, "input", h0, c0, op_path)
+    out, h_n, c_n, _ = core_nodes(g, model, "input", h0, c0, op_path)
     for src, name in ((out, "output"), (h_n, "h_n"), (c_n, "c_n")):
         g.nodes.append(_identity(src, name))
     return inputs, outputs
 
 
 def core_nodes(
-    g: Any, model: LSTM, x: str, h0_all: str | None, c0_all: str | None, op_path: bool
-) -> tuple[str, str, str]:
+    g: Any, model: LSTM, x: str, h0_all: str | None, c0_all: str | None, op_path: bool, g0_all: str | None = None
+) -> tuple[str, str, str, str | None]:
     """Add the nodes of ``model`` reading the value ``x`` ((B, T, I) with batch_first, else (T, B, I));
-    ``h0_all`` (L*D, B, R) / ``c0_all`` (L*D, B, H) or None for zeros. Returns the names of
-    output (same layout as ``x``, D*R wide), h_n (L*D, B, R) and c_n (L*D, B, H); ``op_path``:
-    one ONNX ``LSTM`` node per layer, else a ``Scan`` per layer-direction."""
+    ``h0_all`` (L*D, B, R) / ``c0_all`` (L*D, B, H) or None for zeros, and under FGR ``g0_all``
+    (L*D, B, n*H), the gates before the first step (None: zeros). Returns the names of output (same
+    layout as ``x``, D*R wide), h_n (L*D, B, R), c_n (L*D, B, H) and FGR's g_n (L*D, B, n*H) (None
+    without FGR); ``op_path``: one ONNX ``LSTM`` node per layer, else a ``Scan`` per layer-direction."""
     from .onnx_graph import lstm_op_layer, scan_layer
 
     L, D, H, R = model.num_layers, model.num_directions, model.hidden_size, model.state_size
@@ -237,7 +242,7 @@ def core_nodes(
             zeros[size] = g.op("ConstantOfShape", [shape], "zeros", value=value)
         return zeros[size]
 
-    h_parts, c_parts = [], []
+    h_parts, c_parts, g_parts = [], [], []
     n_gates = len(model.spec.sigmoid_gates) * H
     for k in range(L):
         weights = [base.layer_weights(model, base.direction_suffix(k, d)) for d in range(D)]
@@ -254,24 +259,29 @@ def core_nodes(
         outs = []
         for d in range(D):
             idx = k * D + d
+            index = g.const("index", idx, np.int64)
             if with_states:
-                index = g.const("index", idx, np.int64)
                 h0, c0 = g.op("Gather", [h0_all, index], axis=0), g.op("Gather", [c0_all, index], axis=0)
             else:
                 h0, c0 = zeros_of(R), zeros_of(H)
-            gates0 = zeros_of(n_gates) if model.spec.full_gate_recurrence else None
-            y, h_n, c_n = scan_layer(
+            gates0 = None
+            if model.spec.full_gate_recurrence:
+                gates0 = zeros_of(n_gates) if g0_all is None else g.op("Gather", [g0_all, index], axis=0)
+            y, h_n, c_n, g_n = scan_layer(
                 g, seq, weights[d], model.spec, H, h0, c0, gates0, reverse=d == 1, zoneout=model.zoneout
             )
             outs.append(y)
             axes = g.const("axes", [0], np.int64)
             h_parts.append(g.op("Unsqueeze", [h_n, axes]))
             c_parts.append(g.op("Unsqueeze", [c_n, axes]))
+            if g_n is not None:
+                g_parts.append(g.op("Unsqueeze", [g_n, axes]))
         seq = g.op("Concat", outs, axis=2) if D == 2 else outs[0]  # (T, B, D*R)
 
     out = g.op("Transpose", [seq], perm=[1, 0, 2]) if model.batch_first else seq
-    joined = [g.op("Concat", parts, axis=0) if len(parts) > 1 else parts[0] for parts in (h_parts, c_parts)]
-    return out, joined[0], joined[1]
+    h_all, c_all = (g.op("Concat", parts, axis=0) if len(parts) > 1 else parts[0] for parts in (h_parts, c_parts))
+    g_all = (g.op("Concat", g_parts, axis=0) if len(g_parts) > 1 else g_parts[0]) if g_parts else None
+    return out, h_all, c_all, g_all
 
 
 def _zero_value(g: Any) -> Any:

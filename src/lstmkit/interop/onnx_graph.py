@@ -160,13 +160,14 @@ def scan_layer(
     hidden_size: int,
     h0: str,
     c0: str,
-    zeros_gates: str | None,
+    gates0: str | None,
     *,
     reverse: bool,
     zoneout: tuple[float, float],
-) -> tuple[str, str, str]:
+) -> tuple[str, str, str, str | None]:
     """One layer-direction as an ONNX ``Scan`` over time: ``x`` (T, B, I), ``h0`` (B, R),
-    ``c0`` (B, H), ``zeros_gates`` (B, n*H) for FGR's first step -> output (T, B, R), h_n, c_n.
+    ``c0`` (B, H), ``gates0`` (B, n*H) FGR's gates before the first step (zeros, or a stream's carried g)
+    -> output (T, B, R), h_n, c_n and FGR's last gates g_n (None without FGR).
 
     The input projection (and its layer norm, or the bias) is one MatMul for all steps; the body
     computes :func:`lstmkit.functional.lstm_step` from it and the carried states.
@@ -205,8 +206,8 @@ def scan_layer(
 
     states = [h0, c0]
     if fgr:
-        assert zeros_gates is not None  # the caller makes the first step's gates for FGR
-        states.append(zeros_gates)
+        assert gates0 is not None  # the caller gives the first step's previous gates for FGR
+        states.append(gates0)
     direction = [1 if reverse else 0]
     outs = g.op_multi(
         "Scan",
@@ -218,7 +219,7 @@ def scan_layer(
         scan_input_directions=direction,
         scan_output_directions=direction,
     )
-    return outs[-1], outs[0], outs[1]
+    return outs[-1], outs[0], outs[1], outs[2] if fgr else None
 
 
 def _mix(g: GraphBuilder, z: float, prev: str, new: str) -> str:

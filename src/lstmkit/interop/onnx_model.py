@@ -21,6 +21,7 @@ target first, and ``forecast`` is in the CSV's units: the graph computes what
 from __future__ import annotations
 
 import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -71,9 +72,16 @@ def export_model_onnx(
     opset: int | None = None,
     atol: float | None = None,
     metadata: dict[str, str] | None = None,
+    int8: bool = False,
 ) -> OnnxExport:
     """Write the whole ``model`` to ``path`` (see the module docstring), check it with
-    ``onnx.checker`` and compare onnxruntime with PyTorch on ``example``.
+    ``onnx.checker`` and compare onnxruntime with PyTorch on ``example``; nothing is written (and a file
+    already at ``path`` is kept) when a check fails.
+
+    With ``int8`` the graph goes through onnxruntime's dynamic quantisation (int8 weights per output
+    channel, dynamic uint8 activations) and is compared with :func:`lstmkit.quantize` of the model
+    within :data:`lstmkit.interop.edge.INT8_TOLERANCE` x max(1, max |prediction|) (``atol`` replaces
+    that factor); the difference to the float model is returned as ``float_diff``.
 
     ``example``: tokens (B, T) int64, inputs (B, T, I), or for a forecaster (``normalization``
     given) raw rows (B, C, F) float64. ``expected`` maps output names to PyTorch's values on the
@@ -121,14 +129,46 @@ def export_model_onnx(
         doc_string=f"lstmkit sequence model: readout {config.readout}; core lstmkit.LSTM {core.extra_repr()}",
     )
     onnx.helper.set_model_props(proto, {str(k): str(v) for k, v in (metadata or {}).items()})
+    data = proto.SerializeToString()
+    feeds = {inputs[0].name: example}
+    scale = max(1.0, normalization.scale if normalization else 1.0)
+    float_diff = None
     path = Path(path)
+    with tempfile.TemporaryDirectory() as tmp:
+        checked = Path(tmp) / path.name  # checked here first: a failing export leaves no file behind
+        if int8:
+            from .edge import INT8_TOLERANCE
+            from .onnx_stream import int8_graph
+
+            data = int8_graph(data)
+            want, base = _int8_reference(model, example, normalization), INT8_TOLERANCE if atol is None else atol
+            base *= max(1.0, float(want["prediction"].abs().max()))
+        else:
+            want, base = expected, TOLERANCE if atol is None else float(atol)
+        checked.write_bytes(data)
+        onnx.checker.check_model(str(checked))
+        diff = verify(checked, feeds, want, {"prediction": base, "forecast": base * scale})
+        if int8:
+            loose = {name: float("inf") for name in expected}
+            diffs = compare_in_onnxruntime(checked, feeds, expected, loose)
+            float_diff = None if diffs is None else max(diffs.values())
     path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, proto.SerializeToString())
-    onnx.checker.check_model(str(path))
-    base = TOLERANCE if atol is None else float(atol)
-    tolerances = {"prediction": base, "forecast": base * max(1.0, normalization.scale if normalization else 1.0)}
-    diff = verify(path, {inputs[0].name: example}, expected, tolerances)
-    return OnnxExport(path, "lstm-op" if op_path else "scan", opset, diff)
+    atomic_write(path, data)
+    return OnnxExport(path, "lstm-op" if op_path else "scan", opset, diff, float_diff, len(data))
+
+
+def _int8_reference(model: Any, example: Tensor, normalization: SeriesNormalization | None) -> dict[str, Tensor]:
+    """What the int8 graph stands for: :func:`lstmkit.quantize`'s model on ``example`` (with the
+    forecaster's normalisation when given), named as the graph's outputs."""
+    from .edge import WholeModel
+    from .quantize import quantize
+
+    whole = WholeModel(quantize(model), normalization).eval()
+    with torch.no_grad():
+        out = whole(example)
+    if normalization is None:
+        return {"prediction": out}
+    return {"prediction": out[0], "forecast": out[1]}
 
 
 def reference_outputs(model: Any, example: Tensor) -> dict[str, Tensor]:
@@ -154,7 +194,7 @@ def _graph(g: Any, model: Any, core: LSTM, example: Tensor, norm: SeriesNormaliz
     else:
         first = g.value_info("input", ["batch", "time", core.input_size])
         x = "input"
-    out, h_n, _ = core_nodes(g, core, x, None, None, op_path)  # out (B, T, D*R)
+    out, h_n, _, _ = core_nodes(g, core, x, None, None, op_path)  # out (B, T, D*R)
     if readout == "all":
         pred_shape: list[Any] = ["batch", "time", O]
     else:

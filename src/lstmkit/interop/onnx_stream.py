@@ -6,10 +6,12 @@ The model is duck-typed as in :mod:`.onnx_model` (``.embedding``, ``.lstm``, ``.
 ``forward_state`` (:meth:`lstmkit.train.model.SequenceModel.forward_state`), the PyTorch reference.
 Graph (B batch, K frames per call, dynamic; L layers, R = P or H)::
 
-    inputs   tokens (B, K) int64 or input (B, K, I), h0 (L, B, R), c0 (L, B, H)
-    outputs  prediction (B, K, O) (the head at every frame), h_n (L, B, R), c_n (L, B, H)
+    inputs   tokens (B, K) int64 or input (B, K, I), h0 (L, B, R), c0 (L, B, H) [, g0 (L, B, n*H)]
+    outputs  prediction (B, K, O) (the head at every frame), h_n (L, B, R), c_n (L, B, H) [, g_n (L, B, n*H)]
 
-Feed each call's ``h_n, c_n`` back as the next call's ``h0, c0`` (zeros to start a stream).
+Feed each call's ``h_n, c_n`` back as the next call's ``h0, c0`` (zeros to start a stream). Under FGR
+(full gate recurrence) the state has a third part, the last step's sigmoid gates (n of i, f, o): ``g0``
+in, ``g_n`` out, the same ``g`` as :class:`lstmkit.LSTM`'s state tuple.
 """
 
 from __future__ import annotations
@@ -55,10 +57,15 @@ def _build(model: Any, opset: int, op_path: bool) -> bytes:
         first = g.value_info("input", ["batch", "time", core.input_size])
         x = "input"
     inputs = [first, g.value_info("h0", [L, "batch", R]), g.value_info("c0", [L, "batch", H])]
-    out, h_n, c_n = core_nodes(g, core, x, "h0", "c0", op_path)  # out (B, K, R)
+    fgr = core.spec.full_gate_recurrence
+    n = len(core.spec.sigmoid_gates) * H
+    if fgr:
+        inputs.append(g.value_info("g0", [L, "batch", n]))
+    out, h_n, c_n, g_n = core_nodes(g, core, x, "h0", "c0", op_path, "g0" if fgr else None)  # out (B, K, R)
     head_w = g.const("head_W_T", model.head.weight.detach().cpu().numpy().T)
     pred = g.op("Add", [g.op("MatMul", [out, head_w]), g.const("head_b", model.head.bias.detach().cpu().numpy())])
-    for src, name in ((pred, "prediction"), (h_n, "h_n"), (c_n, "c_n")):
+    named = [(pred, "prediction"), (h_n, "h_n"), (c_n, "c_n")] + ([(g_n, "g_n")] if g_n is not None else [])
+    for src, name in named:
         g.nodes.append(helper.make_node("Identity", [src], [name]))
     O = model.head.out_features
     outputs = [
@@ -66,19 +73,22 @@ def _build(model: Any, opset: int, op_path: bool) -> bytes:
         g.value_info("h_n", [L, "batch", R]),
         g.value_info("c_n", [L, "batch", H]),
     ]
+    if fgr:
+        outputs.append(g.value_info("g_n", [L, "batch", n]))
     graph = helper.make_graph(g.nodes, "lstmkit_stream", inputs, outputs, initializer=g.initializers)
     proto = helper.make_model(
         graph,
         opset_imports=[helper.make_opsetid("", opset)],
         ir_version=_ir_version(onnx, opset),
         producer_name="lstmkit",
-        doc_string="lstmkit streaming model: feed h_n, c_n back as h0, c0; prediction is the head at every frame",
+        doc_string="lstmkit streaming model: feed h_n, c_n (and FGR's g_n) back as h0, c0 (g0); prediction is the "
+        "head at every frame",
     )
     onnx.checker.check_model(proto)
     return bytes(proto.SerializeToString())
 
 
-def _int8(data: bytes) -> bytes:
+def int8_graph(data: bytes) -> bytes:
     """onnxruntime's dynamic quantisation: int8 weights per output channel, dynamic uint8 activations."""
     _require("onnxruntime")
     from onnxruntime.quantization import QuantType, quantize_dynamic
@@ -95,20 +105,28 @@ def _int8(data: bytes) -> bytes:
         return dst.read_bytes()
 
 
-def stream_in_onnxruntime(data: bytes, inputs: Tensor, state: tuple[Tensor, Tensor], K: int) -> list[Tensor]:
-    """Run the streaming graph ``data`` on ``inputs`` (B, n*K, ·), K frames per call, carrying the state;
-    returns the predictions joined over time (B, n*K, O) and the final h_n, c_n."""
+STATE_NAMES = (("h0", "h_n"), ("c0", "c_n"), ("g0", "g_n"))
+"""The graph's state inputs and outputs, in the order of the model's state tuple (g: FGR only)."""
+
+
+def stream_in_onnxruntime(data: bytes, inputs: Tensor, state: tuple[Tensor, ...], K: int) -> list[Tensor]:
+    """Run the streaming graph ``data`` on ``inputs`` (B, n*K, ·), K frames per call, carrying the state
+    ((h, c), or (h, c, g) under FGR); returns the predictions joined over time (B, n*K, O) and the final
+    state."""
     ort = _require("onnxruntime")
     session = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
     first = session.get_inputs()[0].name
-    h, c = (t.numpy() for t in state)
+    names = STATE_NAMES[: len(state)]
+    carried = [t.numpy() for t in state]
     preds = []
     for start in range(0, inputs.shape[1], K):
-        pred, h, c = session.run(
-            ["prediction", "h_n", "c_n"], {first: inputs[:, start : start + K].numpy(), "h0": h, "c0": c}
-        )
+        feeds = {
+            first: inputs[:, start : start + K].numpy(),
+            **{i: v for (i, _), v in zip(names, carried, strict=True)},
+        }
+        pred, *carried = session.run(["prediction", *(o for _, o in names)], feeds)
         preds.append(pred)
-    return [torch.from_numpy(np.concatenate(preds, axis=1)), torch.from_numpy(h), torch.from_numpy(c)]
+    return [torch.from_numpy(np.concatenate(preds, axis=1)), *(torch.from_numpy(v) for v in carried)]
 
 
 def export_stream_onnx(
@@ -125,7 +143,7 @@ def export_stream_onnx(
     onnxruntime: ``inputs`` (B, T) tokens or (B, T, I) floats, the task's own test sequences, fed
     ``chunk`` frames per call (the first ``(T // chunk) * chunk`` steps) against one PyTorch
     ``forward_state`` call; nothing is written when a check fails. Raises ValueError for a model that
-    cannot stream (bidirectional, FGR, not an lstmkit.LSTM core, training mode with random regularisers),
+    cannot stream (bidirectional, not an lstmkit.LSTM core, training mode with random regularisers),
     TypeError for a dtype other than float32, ImportError without onnx/onnxruntime, RuntimeError when
     onnxruntime disagrees by more than ``atol`` x max(1, max |prediction|) (default 1e-5; for int8
     :data:`lstmkit.interop.edge.INT8_TOLERANCE`).
@@ -137,8 +155,6 @@ def export_stream_onnx(
     core = check_exportable(model)
     if core.bidirectional:
         raise ValueError("a bidirectional model cannot stream (the reverse direction needs the whole sequence)")
-    if core.spec.full_gate_recurrence:
-        raise ValueError("FGR carries its previous gates as a third state; the ONNX graph has no input for it yet")
     if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
         raise ValueError(f"chunk must be a positive int; got {chunk!r}")
     if inputs.dim() not in (2, 3) or inputs.shape[1] < chunk:
@@ -155,11 +171,14 @@ def export_stream_onnx(
     op_path = lstm_op_expresses(core.spec) and core.proj_size == 0 and core.zoneout == (0.0, 0.0)
     data = _build(model, opset, op_path)
     if int8:
-        data = _int8(data)
+        data = int8_graph(data)
     n = (inputs.shape[1] // chunk) * chunk
     seq = inputs[:, :n].contiguous()
     L, B = core.num_layers, seq.shape[0]
-    zeros = (torch.zeros(L, B, core.state_size), torch.zeros(L, B, core.hidden_size))
+    sizes = [core.state_size, core.hidden_size]
+    if core.spec.full_gate_recurrence:
+        sizes.append(len(core.spec.sigmoid_gates) * core.hidden_size)
+    zeros = tuple(torch.zeros(L, B, size) for size in sizes)
     with torch.no_grad():
         pred, state = model.forward_state(seq, zeros)  # type: ignore[operator]
         want_float = [pred, *state]
