@@ -1,5 +1,9 @@
 """``lstmkit inspect CHECKPOINT --out DIR``: pictures of every gate and a ``summary.json``.
 
+The core may be an lstmkit.LSTM or a family core (sLSTM, mLSTM, minLSTM: their own records, the
+memory horizon from the stabilised forget gate and the normaliser's growth; see
+:mod:`lstmkit.trace.family`).
+
 The inputs are the checkpoint's task test set (default), another task's test set
 (``--task NAME``), or an array file (``--input FILE``: ``.npy`` or ``.csv``, shaped (T, I) or
 (B, T, I); (T,) or (B, T) integer token ids for a model with an embedding). The work is done
@@ -121,6 +125,7 @@ def _task_inputs(name: str | None, config: Any, limit: int) -> tuple[torch.Tenso
 def run(args: argparse.Namespace) -> int:
     """Load the checkpoint, pick the inputs, write the pictures and summary; print the paths."""
     from ..modules import LSTM
+    from ..modules.family_base import FamilyRNN
     from ..trace.report import inspect_model
     from ..train.checkpoint import load_run
 
@@ -132,10 +137,10 @@ def run(args: argparse.Namespace) -> int:
         model, config = load_run(args.run)
     except ValueError as err:
         raise CLIError(str(err)) from None
-    if not isinstance(model.lstm, LSTM):
+    if not isinstance(model.lstm, (LSTM, FamilyRNN)):
         raise CLIError(
-            f"gates can only be recorded from an lstmkit.LSTM core; this checkpoint's core is "
-            f"torch.nn.{type(model.lstm).__name__} (baseline {config.model.baseline!r})"
+            f"gates can only be recorded from an lstmkit.LSTM, SLSTM, MLSTM or MinLSTM core; this checkpoint's core "
+            f"is torch.nn.{type(model.lstm).__name__} (baseline {config.model.baseline!r})"
         )
     if args.input is not None:
         inputs, lengths = _file_inputs(args.input, model)

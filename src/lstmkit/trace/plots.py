@@ -13,6 +13,11 @@ matplotlib; ``import lstmkit`` does not load it.
 - :func:`plot_gate_means`: for a batch, the mean of each gate over units and valid sequences at
   every step.
 
+Each also draws the trace of an sLSTM, mLSTM or minLSTM module (a
+:class:`~lstmkit.families.FamilyTrace`): the heatmaps then show the family's records
+(:data:`FAMILY_ROWS`; sLSTM: i', f', z, o, c, n, m, h), the memory horizon comes from the stabilised
+forget gate, and the means add the log growth of the normaliser (see :mod:`lstmkit.trace.family`).
+
 Example::
 
     >>> from lstmkit.trace.plots import plot_gates
@@ -27,20 +32,31 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
+from torch import Tensor
 
+from ..families import FamilyTrace
 from ..fileio import save_png
+from .family import FamilySummary, growth_series
 from .summary import GATES, MemoryHorizon, TraceSummary, batch_major, sequence_lengths, summarize, valid_mask
 
 if TYPE_CHECKING:
-    from torch import Tensor
-
     from .record import GateTrace
 
 HEATMAP_ROWS = (*GATES, "cell")
 """Rows of :func:`plot_gates`, top to bottom."""
+FAMILY_ROWS = {
+    "slstm": ("input", "forget", "candidate", "output", "cell", "normalizer", "stabilizer", "hidden"),
+    "mlstm": ("input", "forget", "output", "denominator", "memory_norm", "stabilizer", "hidden"),
+    "minlstm": ("input", "forget", "candidate", "hidden"),
+}
+"""Rows of :func:`plot_gates` for a family trace (a row the trace lacks, e.g. an mLSTM without output
+gate, is left out). Scales: [0, 1] for the gates (i' and f' are the stabilised gates, at most 1),
+[-1, 1] for the sLSTM candidate, [-m, m] for cell, hidden and the minLSTM candidate, [min, max] of the
+shown steps for the normaliser, stabilizer, denominator and memory norm."""
 
 _GATE_CMAP = "viridis"
 _SIGNED_CMAP = "RdBu_r"
@@ -58,12 +74,12 @@ def _finish(fig: Figure, path: str | Path | None, dpi: int) -> Figure:
     return fig
 
 
-def _where(trace: GateTrace, layer: int, direction: int) -> str:
+def _where(trace: GateTrace | FamilyTrace, layer: int, direction: int) -> str:
     k = layer % trace.num_layers if trace.num_layers else layer
     return f"layer {k}, {'reverse (runs right to left)' if direction == 1 else 'forward'}"
 
 
-def _check_sequence(trace: GateTrace, sequence: int) -> int:
+def _check_sequence(trace: GateTrace | FamilyTrace, sequence: int) -> int:
     B = valid_mask(trace).shape[0]
     if isinstance(sequence, bool) or not isinstance(sequence, int) or not -B <= sequence < B:
         raise ValueError(f"sequence must be an int in [-{B}, {B}) for a batch of {B}; got {sequence!r}")
@@ -71,7 +87,7 @@ def _check_sequence(trace: GateTrace, sequence: int) -> int:
 
 
 def plot_gates(
-    trace: GateTrace,
+    trace: GateTrace | FamilyTrace,
     sequence: int = 0,
     *,
     layer: int = -1,
@@ -98,6 +114,8 @@ def plot_gates(
         >>> len(fig.axes)       # input strip, 5 heatmaps and 6 colour bars
         12
     """
+    if isinstance(trace, FamilyTrace):
+        return _plot_family_gates(trace, sequence, layer, inputs, events, path, figsize, dpi)
     b = _check_sequence(trace, sequence)
     L = int(sequence_lengths(trace)[b])
     shown = _shown_inputs(inputs, b, L)
@@ -145,6 +163,71 @@ def plot_gates(
     return _finish(fig, path, dpi)
 
 
+def _family_scale(trace: FamilyTrace, name: str, values: Tensor) -> tuple[float, float, str]:
+    """Colour range and map of one family row (see :data:`FAMILY_ROWS`)."""
+    if name in ("input", "forget", "output"):
+        return 0.0, 1.0, _GATE_CMAP
+    if name == "candidate" and trace.family == "slstm":
+        return -1.0, 1.0, _SIGNED_CMAP
+    if name in ("cell", "hidden", "candidate"):
+        m = float(values.abs().max()) if values.numel() else 1.0
+        m = m if m > 0 else 1.0
+        return -m, m, _SIGNED_CMAP
+    finite = values[values.isfinite()]
+    lo, hi = (float(finite.min()), float(finite.max())) if finite.numel() else (0.0, 1.0)
+    return lo, (hi if hi > lo else lo + 1.0), _GATE_CMAP
+
+
+def _plot_family_gates(
+    trace: FamilyTrace,
+    sequence: int,
+    layer: int,
+    inputs: Tensor | None,
+    events: Sequence[int],
+    path: str | Path | None,
+    figsize: tuple[float, float],
+    dpi: int,
+) -> Figure:
+    """:func:`plot_gates` for an sLSTM, mLSTM or minLSTM trace: one heatmap per record of :data:`FAMILY_ROWS`."""
+    b = _check_sequence(trace, sequence)
+    L = int(sequence_lengths(trace)[b])
+    shown = _shown_inputs(inputs, b, L)
+    k = layer % trace.num_layers
+    names = tuple(n for n in FAMILY_ROWS.get(trace.family, ()) if n in trace.records[k])
+    rows: tuple[str, ...] = (("inputs",) if shown is not None else ()) + names
+    fig = _new_figure(figsize)
+    axes = fig.subplots(len(rows), 1, sharex=True, squeeze=False)[:, 0]
+    if shown is not None:
+        _draw_inputs(fig, axes[0], shown, L)
+        axes = axes[1:]
+    for ax, name in zip(axes, names, strict=True):
+        values = batch_major(trace, name, k)[b, :L].detach().cpu().float()  # (L, units or heads)
+        lo, hi, cmap = _family_scale(trace, name, values)
+        image = ax.imshow(
+            values.T.numpy(),
+            aspect="auto",
+            origin="lower",
+            interpolation="nearest",
+            vmin=lo,
+            vmax=hi,
+            cmap=cmap,
+            extent=(-0.5, L - 0.5, -0.5, values.shape[1] - 0.5),
+        )
+        stabilised = " (stabilised)" if name in ("input", "forget") and trace.family != "minlstm" else ""
+        ax.set_title(f"{name}{stabilised}  [{lo:.3g}, {hi:.3g}]", fontsize=10, loc="left")
+        per_head = trace.family == "mlstm" and name not in ("output", "hidden")
+        ax.set_ylabel("head" if per_head else "unit")
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+        fig.colorbar(image, ax=ax, pad=0.01, fraction=0.04)
+    axes[-1].set_xlabel("time step")
+    for ax in fig.axes[: len(rows)]:
+        for step in events:
+            if 0 <= step < L:
+                ax.axvline(step, color="red", linestyle="--", linewidth=0.8)
+    fig.suptitle(f"{trace.family} gates and states: layer {k}, sequence {b} ({L} steps)")
+    return _finish(fig, path, dpi)
+
+
 def _shown_inputs(inputs: Tensor | None, b: int, L: int) -> Tensor | None:
     """The (L, I) inputs of batch index ``b`` (or None), checked against the trace."""
     if inputs is None:
@@ -178,12 +261,12 @@ def _draw_inputs(fig: Figure, ax: Any, x: Tensor, L: int) -> None:
 
 
 def plot_memory_horizon(
-    source: GateTrace | MemoryHorizon,
+    source: GateTrace | FamilyTrace | MemoryHorizon,
     *,
     layer: int = -1,
     direction: int = 0,
     start: int = 0,
-    summary: TraceSummary | None = None,
+    summary: TraceSummary | FamilySummary | None = None,
     path: str | Path | None = None,
     figsize: tuple[float, float] = (7.0, 4.0),
     dpi: int = 100,
@@ -206,6 +289,8 @@ def plot_memory_horizon(
             summary = summarize(source, start=start)
         horizon = summary.layers[layer][direction].horizon
         title = f"Forget-gate memory horizon: {_where(source, layer, direction)}"
+        if isinstance(source, FamilyTrace) and source.family != "minlstm":
+            title = f"Stabilised forget-gate memory horizon ({source.family}): {_where(source, layer, direction)}"
     fig = _new_figure(figsize)
     ax = fig.add_subplot()
     edges, counts = horizon.edges, horizon.counts
@@ -248,7 +333,7 @@ def plot_memory_horizon(
 
 
 def plot_gate_means(
-    trace: GateTrace,
+    trace: GateTrace | FamilyTrace,
     *,
     layer: int = -1,
     direction: int = 0,
@@ -273,6 +358,9 @@ def plot_gate_means(
         values = batch_major(trace, name, layer, direction).detach().cpu().double()  # (B, T, H)
         return ((values.mean(2) * mask).sum(0) / active).tolist()
 
+    if isinstance(trace, FamilyTrace):
+        return _plot_family_means(trace, layer, mask, mean_curve, path, figsize, dpi)
+
     fig = _new_figure(figsize)
     top, bottom = fig.subplots(2, 1, sharex=True)
     for name, colour in zip(("input", "forget", "output"), ("tab:green", "tab:blue", "tab:purple"), strict=True):
@@ -288,4 +376,39 @@ def plot_gate_means(
     bottom.legend(fontsize=9, ncol=2, loc="lower right")
     B = mask.shape[0]
     fig.suptitle(f"Gate means over {B} sequence{'s' if B != 1 else ''}: {_where(trace, layer, direction)}")
+    return _finish(fig, path, dpi)
+
+
+def _plot_family_means(
+    trace: FamilyTrace,
+    layer: int,
+    mask: Tensor,
+    mean_curve: Any,
+    path: str | Path | None,
+    figsize: tuple[float, float],
+    dpi: int,
+) -> Figure:
+    """:func:`plot_gate_means` for a family trace: the gates on top, the log growths (or h) below."""
+    k = layer % trace.num_layers
+    active = mask.sum(0).clamp(min=1).double()  # (T,)
+    steps = list(range(mask.shape[1]))
+    fig = _new_figure(figsize)
+    top, bottom = fig.subplots(2, 1, sharex=True)
+    for name, colour in zip(("input", "forget", "output"), ("tab:green", "tab:blue", "tab:purple"), strict=True):
+        if name in trace.records[k]:
+            top.plot(steps, mean_curve(name), color=colour, label=name)
+    top.set_ylim(0.0, 1.0)
+    top.set_ylabel("mean gate")
+    top.legend(fontsize=9, ncol=3, loc="lower right")
+    growth = growth_series(trace, k)
+    for name, g in growth.items():  # log|x'| + m, the true magnitude's log
+        g = torch.where(mask.unsqueeze(-1), g.detach().cpu().double(), torch.zeros((), dtype=torch.float64))
+        bottom.plot(steps, (g.mean(2).sum(0) / active).tolist(), label=f"log {name}")
+    if not growth:
+        bottom.plot(steps, mean_curve("hidden"), color="black", label="hidden")
+    bottom.set_ylabel("mean log magnitude" if growth else "mean value")
+    bottom.set_xlabel("time step")
+    bottom.legend(fontsize=9, ncol=3, loc="best")
+    B = mask.shape[0]
+    fig.suptitle(f"{trace.family} gate means over {B} sequence{'s' if B != 1 else ''}: layer {k}")
     return _finish(fig, path, dpi)

@@ -1,7 +1,9 @@
 """One call from a model and some inputs to a folder of pictures and a ``summary.json``.
 
-:func:`inspect_model` records every gate of an :class:`lstmkit.LSTM` on a batch and writes,
-for each layer k and direction (``_reverse`` for the backward one):
+:func:`inspect_model` records every gate of an :class:`lstmkit.LSTM` (or an :class:`lstmkit.SLSTM`,
+:class:`lstmkit.MLSTM`, :class:`lstmkit.MinLSTM`: their records, pictures and summary are those of
+:mod:`lstmkit.trace.family`) on a batch and writes, for each layer k and direction (``_reverse``
+for the backward one):
 
     gates_l{k}.png     heatmaps of the gates and cell state of one sequence (trace.plots.plot_gates)
     horizon_l{k}.png   forget-gate memory horizon histogram (trace.plots.plot_memory_horizon)
@@ -22,9 +24,12 @@ from torch import Tensor
 from torch.nn.utils.rnn import pack_padded_sequence
 
 from ..modules import LSTM
+from ..modules.family_base import FamilyRNN
+
+Recordable = LSTM | FamilyRNN
 
 
-def _check_inputs(lstm: LSTM, inputs: Tensor, lengths: Tensor | None) -> tuple[Tensor, Tensor | None]:
+def _check_inputs(lstm: Recordable, inputs: Tensor, lengths: Tensor | None) -> tuple[Tensor, Tensor | None]:
     if not isinstance(inputs, Tensor) or not inputs.is_floating_point():
         got = inputs.dtype if isinstance(inputs, Tensor) else type(inputs).__name__
         raise TypeError(f"inputs must be a floating-point tensor; got {got}")
@@ -48,8 +53,9 @@ def _check_inputs(lstm: LSTM, inputs: Tensor, lengths: Tensor | None) -> tuple[T
     return inputs, lengths
 
 
-def record_gates(lstm: LSTM, inputs: Tensor, lengths: Tensor | None = None) -> Any:
-    """The :class:`~lstmkit.trace.GateTrace` of ``lstm`` in evaluation mode on a batch.
+def record_gates(lstm: Recordable, inputs: Tensor, lengths: Tensor | None = None) -> Any:
+    """The :class:`~lstmkit.trace.GateTrace` of ``lstm`` in evaluation mode on a batch (the
+    :class:`~lstmkit.families.FamilyTrace` of an sLSTM, mLSTM or minLSTM module).
 
     ``inputs`` (B, T, I) batch-major (whatever ``lstm.batch_first``) or (T, I) for one
     sequence; ``lengths`` (B,) valid lengths in [1, T] or None (all T). Runs without gradients
@@ -61,8 +67,8 @@ def record_gates(lstm: LSTM, inputs: Tensor, lengths: Tensor | None = None) -> A
         >>> trace.get("forget", layer=0).shape[:2]
         torch.Size([4, 12])
     """
-    if not isinstance(lstm, LSTM):
-        raise TypeError(f"gates are recorded from an lstmkit.LSTM; got {type(lstm).__name__}")
+    if not isinstance(lstm, (LSTM, FamilyRNN)):
+        raise TypeError(f"gates are recorded from an lstmkit.LSTM, SLSTM, MLSTM or MinLSTM; got {type(lstm).__name__}")
     inputs, lengths = _check_inputs(lstm, inputs, lengths)
     p: Tensor = lstm.weight_ih_l0
     x = inputs.to(p.device, p.dtype)
@@ -70,6 +76,9 @@ def record_gates(lstm: LSTM, inputs: Tensor, lengths: Tensor | None = None) -> A
     lstm.eval()
     try:
         with torch.no_grad():
+            if isinstance(lstm, FamilyRNN):  # padded input with lengths; the trace is batch-major already
+                layout = x if lstm.batch_first else x.transpose(0, 1)
+                return lstm(layout, return_gates=True, lengths=lengths)[2]
             if lengths is not None:
                 seq: Any = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
             else:
@@ -84,7 +93,7 @@ def record_gates(lstm: LSTM, inputs: Tensor, lengths: Tensor | None = None) -> A
 
 
 def inspect_model(
-    lstm: LSTM,
+    lstm: Recordable,
     inputs: Tensor,
     lengths: Tensor | None,
     out_dir: str | Path,
@@ -110,19 +119,20 @@ def inspect_model(
         ['gates_l0', 'horizon_l0', 'means_l0', 'summary']
     """
     from . import plots  # matplotlib only now
+    from .summary import summarize, valid_mask
 
     trace = record_gates(lstm, inputs, lengths)
-    B = trace.get("cell", 0).shape[0]
+    B = valid_mask(trace).shape[0]
     if isinstance(sequence, bool) or not isinstance(sequence, int) or not 0 <= sequence < B:
         raise ValueError(f"sequence must be an int in [0, {B}); got {sequence!r}")
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise ValueError(f"the output folder {out} is an existing file; give a folder (it is created if missing)")
     out.mkdir(parents=True, exist_ok=True)
-    summary = trace.summary(start=start)
+    summary = summarize(trace, start=start)
     paths: dict[str, Path] = {}
     for k in range(trace.num_layers):
-        for d in range(trace.num_directions):
+        for d in range(getattr(trace, "num_directions", 1)):
             tag = f"l{k}" + ("_reverse" if d == 1 else "")
             files = {name: out / f"{name}_{tag}.png" for name in ("gates", "horizon", "means")}
             plots.plot_gates(

@@ -48,14 +48,16 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, overload
 
 import torch
 from torch import Tensor
 
+from ..families import FamilyTrace
 from ..functional import reverse_padded
 
 if TYPE_CHECKING:
+    from .family import FamilySummary
     from .record import GateTrace
 
 GATES = ("input", "forget", "candidate", "output")
@@ -65,26 +67,35 @@ LOW, HIGH = 0.05, 0.95
 """Saturation thresholds, as fractions of a gate's range."""
 
 
-def batch_major(trace: GateTrace, name: str, layer: int = -1, direction: int = 0) -> Tensor:
+def batch_major(trace: GateTrace | FamilyTrace, name: str, layer: int = -1, direction: int = 0) -> Tensor:
     """One recorded series as (B, T, H), whatever the trace's layout ((T, H) unbatched -> B = 1).
+    A family trace (sLSTM, mLSTM, minLSTM) has one direction; its trailing axes are flattened.
 
     Example::
 
         >>> batch_major(trace, "forget", layer=0).shape      # (B, T, H)
     """
+    if isinstance(trace, FamilyTrace):
+        from .family import family_series
+
+        return family_series(trace, name, layer)
     value = trace.get(name, layer, direction)
     if trace.unbatched:
         return value.unsqueeze(0)
     return value if trace.batch_first else value.transpose(0, 1)
 
 
-def valid_mask(trace: GateTrace) -> Tensor:
+def valid_mask(trace: GateTrace | FamilyTrace) -> Tensor:
     """(B, T) bool, True at each sequence's valid steps (all True without ``lengths``).
 
     Example::
 
         >>> valid_mask(trace).sum(1)        # equals trace.lengths
     """
+    if isinstance(trace, FamilyTrace):
+        from .family import family_mask
+
+        return family_mask(trace)
     some = batch_major(trace, "cell", 0, 0)
     B, T = some.shape[0], some.shape[1]
     if trace.lengths is None:
@@ -93,7 +104,7 @@ def valid_mask(trace: GateTrace) -> Tensor:
     return steps < trace.lengths.to(some.device).unsqueeze(1)  # (B, T)
 
 
-def sequence_lengths(trace: GateTrace) -> Tensor:
+def sequence_lengths(trace: GateTrace | FamilyTrace) -> Tensor:
     """(B,) int64 valid length of each sequence (T for all when ``lengths`` is None)."""
     return valid_mask(trace).sum(1)
 
@@ -321,17 +332,27 @@ def _gate_kind(trace: GateTrace, name: str) -> str:
     return "coupled" if (name == "forget" and trace.spec.coupled) else "removed"
 
 
-def summarize(trace: GateTrace, *, start: int = 0, bins: int = 20) -> TraceSummary:
+@overload
+def summarize(trace: GateTrace, *, start: int = 0, bins: int = 20) -> TraceSummary: ...
+@overload
+def summarize(trace: FamilyTrace, *, start: int = 0, bins: int = 20) -> FamilySummary: ...
+def summarize(trace: GateTrace | FamilyTrace, *, start: int = 0, bins: int = 20) -> TraceSummary | FamilySummary:
     """Gate statistics and memory horizon of every layer and direction of a trace.
 
     ``start`` is the step the memory horizon starts at (in each direction's own time order);
-    ``bins`` the histogram size. Same as ``trace.summary(start=..., bins=...)``.
+    ``bins`` the histogram size. Same as ``trace.summary(start=..., bins=...)``. The trace of an
+    sLSTM, mLSTM or minLSTM module gives a :class:`~lstmkit.trace.family.FamilySummary`
+    (:func:`~lstmkit.trace.family.summarize_family`).
 
     Example::
 
         >>> s = summarize(trace)
         >>> [d.gates["forget"].mean for layer in s.layers for d in layer]
     """
+    if isinstance(trace, FamilyTrace):
+        from .family import summarize_family
+
+        return summarize_family(trace, start=start, bins=bins)
     mask = valid_mask(trace)  # (B, T)
     lengths = mask.sum(1)  # (B,)
     layers = []
