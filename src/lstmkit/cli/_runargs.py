@@ -11,7 +11,7 @@ from typing import Any
 
 from ..init import INITS
 from ..spec import PRESETS, CellSpec
-from ..train.config import BASELINES, OPTIMIZERS, ModelConfig, OptimConfig, RunConfig
+from ..train.config import BASELINES, CELLS, OPTIMIZERS, ModelConfig, OptimConfig, RunConfig
 from ..train.defaults import defaults_for, resolve_init
 from ..train.tbptt import check_streams
 from .errors import CLIError
@@ -59,6 +59,9 @@ MODEL_FIELDS = (
     "weight_drop",
     "baseline",
     "embedding_dim",
+    "cell",
+    "heads",
+    "form",
 )
 LSTM_ONLY = ("proj_size", "forget_bias", "recurrent_dropout", "zoneout", "weight_drop", "spec")
 OPTIM_FIELDS = (
@@ -150,6 +153,23 @@ def add_model_flags(p: argparse.ArgumentParser) -> None:
         help="cell spec: a preset name and/or FIELD=VALUE items, comma separated, e.g. "
         f"'peephole,cell_clip=3' (presets: {', '.join(sorted(PRESETS))})",
     )
+    g.add_argument(
+        "--cell",
+        choices=CELLS,
+        help="lstmkit core: lstm (default), slstm, mlstm (Beck et al. 2024) or minlstm (Feng et al. 2024)",
+    )
+    g.add_argument("--heads", type=int, help="heads of an slstm or mlstm core (must divide --hidden; default 1)")
+    g.add_argument(
+        "--token-shift",
+        dest="token_shift",
+        action="store_true",
+        help="feed the core each step's input beside the previous step's (a width-2 causal convolution)",
+    )
+    g.add_argument(
+        "--form",
+        help="form of an mlstm (chunkwise, parallel, recurrent) or minlstm (scan, sequential) core: the same "
+        "function, computed another way (default: the module's)",
+    )
     g.add_argument("--hidden", type=int, help="hidden size H")
     g.add_argument("--layers", type=int, help="stacked layers")
     g.add_argument("--bidirectional", action="store_true", help="two directions")
@@ -158,8 +178,9 @@ def add_model_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--forget-bias", dest="forget_bias", type=float, help="added to the forget-gate bias at init")
     g.add_argument(
         "--init",
-        choices=INITS,
-        help="gate-bias init: chrono (Tallec & Ollivier 2018; default for the long-lag tasks), torch, or irnn (RNN)",
+        choices=(*INITS, "xlstm"),
+        help="gate-bias init: chrono (Tallec & Ollivier 2018; default for the long-lag tasks), torch, irnn (RNN), "
+        "or xlstm (the official xLSTM package's, slstm and mlstm cells)",
     )
     g.add_argument(
         "--t-max", dest="t_max", type=float, help="chrono's longest dependency in steps (default: the task's)"
@@ -300,15 +321,22 @@ def build_config(
         model_kw, optim_kw = dict(vars(base.model)), dict(vars(base.optim))
         seed = base.seed
     given = explicit(args, MODEL_FIELDS)
-    if base is None and given.get("baseline", "lstm") != "lstm":
-        for name in LSTM_ONLY:  # task defaults tuned for the LSTM do not apply to torch's RNN/GRU
+    family = given.get("cell", "lstm") != "lstm"
+    if base is None and (given.get("baseline", "lstm") != "lstm" or family):
+        for name in LSTM_ONLY:  # task defaults tuned for the LSTM do not apply to other cores
             model_kw.pop(name, None)
+    if base is None and family and "init" not in given:
+        # chrono sets LSTM gates; sLSTM and mLSTM start from the official xLSTM package's init
+        init = "xlstm" if given["cell"] in ("slstm", "mlstm") else "torch"
+        model_kw.update(init=init, t_max=None)
     model_kw.update(given)
     if getattr(args, "bidirectional", False):
         model_kw["bidirectional"] = True
+    if getattr(args, "token_shift", False):
+        model_kw["token_shift"] = True
     if "spec" in vars(args) and args.spec is not None:
         model_kw["spec"] = parse_spec(args.spec)
-    if base is None:
+    if base is None and not family:
         try:
             model_kw = resolve_init(model_kw, given, getattr(task, "max_lag", None), task_name)
         except (TypeError, ValueError) as err:
@@ -329,6 +357,8 @@ def build_config(
             task=task_name, task_args=task_args, model=ModelConfig(**model_kw), optim=OptimConfig(**optim_kw), seed=seed
         )
         check_streams(task, config.optim.tbptt)
+        if config.optim.tbptt and config.model.cell != "lstm":
+            raise ValueError(f"--tbptt with cell {config.model.cell!r} is not supported yet; expected cell 'lstm'")
     except (TypeError, ValueError) as err:
         raise CLIError(str(err)) from None
     return config

@@ -23,8 +23,11 @@ from .classify import ClassifyTask
 from .copy import CopyTask
 from .forecast import ForecastTask
 from .keyword import KeywordTask
+from .mqar import MQARTask
 from .order import OrderTask
+from .parity import ParityTask
 from .reber import ReberTask
+from .selcopy import SelectiveCopyTask
 
 TASKS: dict[str, type[Task]] = {
     AddingTask.name: AddingTask,
@@ -33,8 +36,11 @@ TASKS: dict[str, type[Task]] = {
     CopyTask.name: CopyTask,
     ForecastTask.name: ForecastTask,
     KeywordTask.name: KeywordTask,
+    MQARTask.name: MQARTask,
     OrderTask.name: OrderTask,
+    ParityTask.name: ParityTask,
     ReberTask.name: ReberTask,
+    SelectiveCopyTask.name: SelectiveCopyTask,
 }
 """Every task class by its ``name``."""
 
@@ -81,8 +87,11 @@ __all__ = [
     "CopyTask",
     "ForecastTask",
     "KeywordTask",
+    "MQARTask",
     "OrderTask",
+    "ParityTask",
     "ReberTask",
+    "SelectiveCopyTask",
     "Task",
     "make_task",
     "stream_tasks",

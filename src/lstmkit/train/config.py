@@ -26,6 +26,32 @@ from ..spec import CellSpec
 BASELINES = ("lstm", "rnn", "gru")
 """Recurrent cores: lstmkit's LSTM, or torch.nn.RNN (tanh) / torch.nn.GRU for comparison."""
 
+CELLS = ("lstm", "slstm", "mlstm", "minlstm")
+"""lstmkit's cell families for the core: the LSTM, or sLSTM / mLSTM (Beck et al. 2024) / minLSTM (Feng et al. 2024)."""
+
+CELL_FORMS: dict[str, tuple[str, ...]] = {
+    "mlstm": ("chunkwise", "parallel", "recurrent"),
+    "minlstm": ("scan", "sequential"),
+}
+"""Forms of one function each family layer can compute (``form=""`` keeps the module's default)."""
+
+CELL_INITS: dict[str, tuple[str, ...]] = {
+    "slstm": ("torch", "xlstm"),
+    "mlstm": ("torch", "xlstm"),
+    "minlstm": ("torch",),
+}
+"""Initialisations each family cell offers (its module's ``init`` argument; minLSTM has only torch's)."""
+
+LSTM_ONLY_FIELDS: dict[str, Any] = {
+    "proj_size": 0,
+    "spec": {},
+    "forget_bias": 0.0,
+    "recurrent_dropout": 0.0,
+    "zoneout": 0.0,
+    "weight_drop": 0.0,
+}
+"""Model fields that only the LSTM has, with the value that means "not used"."""
+
 OPTIMIZERS = ("adam", "sgd", "rmsprop")
 """Optimisers accepted by :class:`OptimConfig`."""
 
@@ -74,6 +100,10 @@ class ModelConfig:
     weight_drop: float = 0.0  # DropConnect on weight_hh (Merity et al. 2017)
     categories: list[int] = field(default_factory=list)  # cardinality of each code in the last K input columns
     category_dim: int = 8  # embedding size of each such code (joins the other inputs at every step)
+    cell: str = "lstm"  # lstmkit core family: "lstm", "slstm", "mlstm" or "minlstm" (baseline must be "lstm")
+    heads: int = 1  # heads of an sLSTM or mLSTM core (must divide hidden); 1 for the others
+    token_shift: bool = False  # feed [e_t, e_{t-1}] to the core (a width-2 causal convolution of the inputs)
+    form: str = ""  # mLSTM / minLSTM form (same function, different speed); "" keeps the module's default
 
     def __post_init__(self) -> None:
         if self.readout not in READOUTS:
@@ -94,24 +124,49 @@ class ModelConfig:
                 raise ValueError(f"{name} must be a positive int; got {value!r}")
         if self.vocab_size is not None and (not isinstance(self.vocab_size, int) or self.vocab_size <= 0):
             raise ValueError(f"vocab_size must be a positive int or None; got {self.vocab_size!r}")
-        if self.baseline != "lstm":
-            lstm_only = {
-                "proj_size": 0,
-                "spec": {},
-                "forget_bias": 0.0,
-                "recurrent_dropout": 0.0,
-                "zoneout": 0.0,
-                "weight_drop": 0.0,
-            }
-            used = [k for k, default in lstm_only.items() if getattr(self, k) != default]
-            if used:
-                raise ValueError(
-                    f"baseline={self.baseline!r} is torch.nn.{self.baseline.upper()}; "
-                    f"it has no {', '.join(used)} (LSTM options only)"
-                )
+        used = [k for k, default in LSTM_ONLY_FIELDS.items() if getattr(self, k) != default]
+        if self.baseline != "lstm" and used:
+            raise ValueError(
+                f"baseline={self.baseline!r} is torch.nn.{self.baseline.upper()}; "
+                f"it has no {', '.join(used)} (LSTM options only)"
+            )
+        self._check_cell(used)
         self.cell_spec()  # validates the spec fields
         allowed = {"lstm": ("torch", "chrono"), "gru": ("torch", "chrono"), "rnn": ("torch", "irnn")}[self.baseline]
-        check_init(self.init, self.t_max, allowed)
+        check_init(self.init, self.t_max, CELL_INITS.get(self.cell, allowed))
+
+    def _check_cell(self, lstm_fields: list[str]) -> None:
+        """The family cell fits the other fields (one-line errors naming what was expected)."""
+        if self.cell not in CELLS:
+            raise ValueError(f"cell must be one of {CELLS}; got {self.cell!r}")
+        if isinstance(self.heads, bool) or not isinstance(self.heads, int) or self.heads <= 0:
+            raise ValueError(f"heads must be a positive int; got {self.heads!r}")
+        if not isinstance(self.token_shift, bool):
+            raise ValueError(f"token_shift must be a bool; got {self.token_shift!r}")
+        if self.form and self.form not in CELL_FORMS.get(self.cell, ()):
+            raise ValueError(
+                f"form {self.form!r} is not one of cell {self.cell!r}'s forms {CELL_FORMS.get(self.cell, ())}"
+            )
+        if self.cell == "lstm":
+            if self.heads != 1:
+                raise ValueError(
+                    f"heads is for the slstm and mlstm cells; cell 'lstm' has none (got heads={self.heads})"
+                )
+            return
+        if self.baseline != "lstm":
+            raise ValueError(f"cell={self.cell!r} is an lstmkit core; it needs baseline 'lstm', got {self.baseline!r}")
+        if self.heads != 1 and self.cell == "minlstm":
+            raise ValueError(f"cell 'minlstm' has no heads; expected heads=1, got {self.heads}")
+        if self.hidden % self.heads:
+            raise ValueError(
+                f"heads must divide hidden for cell {self.cell!r}; got hidden={self.hidden}, heads={self.heads}"
+            )
+        unsupported = lstm_fields + (["bidirectional"] if self.bidirectional else [])
+        if unsupported:
+            raise ValueError(
+                f"cell={self.cell!r} does not support {', '.join(unsupported)} yet (LSTM options only); "
+                "expected them unset"
+            )
 
     def cell_spec(self) -> CellSpec:
         """The :class:`CellSpec` of the LSTM core."""

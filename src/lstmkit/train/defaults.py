@@ -34,6 +34,9 @@ TASK_DEFAULTS: dict[str, dict[str, Any]] = {
     "keyword": {"hidden": 32, "lr": 3e-3, "batch_size": 32, "steps": 1500, "eval_every": 100, "init": "chrono"},
     "forecast": {"hidden": 32, "lr": 3e-3, "batch_size": 32, "steps": 3000, "eval_every": 100, "patience": 5},
     "classify": {"hidden": 64, "lr": 3e-3, "batch_size": 32, "steps": 1000, "eval_every": 100},
+    "parity": {"hidden": 32, "lr": 1e-2, "batch_size": 32, "steps": 3000, "eval_every": 100},
+    "mqar": {"hidden": 64, "lr": 3e-3, "batch_size": 32, "steps": 3000, "eval_every": 100, "token_shift": True},
+    "selcopy": {"hidden": 64, "lr": 3e-3, "batch_size": 32, "steps": 3000, "eval_every": 100},
 }
 """Task name -> the fields that differ from :data:`COMMON`."""
 

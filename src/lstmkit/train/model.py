@@ -11,8 +11,31 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from ..init import apply_init
-from ..modules import LSTM
+from ..modules import LSTM, MLSTM, SLSTM, MinLSTM
 from .config import ModelConfig
+
+
+def family_core(config: ModelConfig, input_size: int) -> nn.Module:
+    """The batch-first sLSTM, mLSTM or minLSTM stack that ``config.cell`` names (``config.heads`` heads
+    where the family has them), computed in ``config.form`` or the module's default form."""
+    c = config
+    dropout = c.dropout if c.layers > 1 else 0.0
+    if c.cell == "slstm":
+        return SLSTM(input_size, c.hidden, c.layers, batch_first=True, dropout=dropout, num_heads=c.heads, init=c.init)
+    if c.cell == "mlstm":
+        return MLSTM(
+            input_size,
+            c.hidden,
+            c.layers,
+            batch_first=True,
+            dropout=dropout,
+            num_heads=c.heads,
+            init=c.init,
+            form=c.form or "chunkwise",
+        )
+    if c.cell == "minlstm":
+        return MinLSTM(input_size, c.hidden, c.layers, batch_first=True, dropout=dropout, form=c.form or "scan")
+    raise ValueError(f"family_core builds slstm, mlstm or minlstm cores; got cell {c.cell!r}")
 
 
 class SequenceModel(nn.Module):
@@ -25,6 +48,10 @@ class SequenceModel(nn.Module):
 
     where :math:`\ell` is each sequence's last valid step. ``.lstm`` is an :class:`lstmkit.LSTM`
     (``batch_first=True``), or ``torch.nn.RNN``/``torch.nn.GRU`` when ``config.baseline`` says so.
+    ``config.cell`` swaps the LSTM for an :class:`lstmkit.SLSTM`, :class:`lstmkit.MLSTM` or
+    :class:`lstmkit.MinLSTM` stack (same readouts; its state tuple is the family's own), and
+    ``config.token_shift`` feeds the core ``[e_t, e_{t-1}]`` (e_0 = 0), the width-2 causal
+    convolution xLSTM's blocks put before the cell, so one step sees a token and its predecessor.
     ``config.init`` picks the gate-bias initialisation (:mod:`lstmkit.init`): chrono for the LSTM
     (b_f ~ log U[1, T_max - 1], b_i = -b_f) and for the GRU's update gate; IRNN (ReLU units,
     identity recurrent weights, zero biases; Le, Jaitly & Hinton 2015) for the RNN.
@@ -50,8 +77,11 @@ class SequenceModel(nn.Module):
         # integer codes in the last K input columns (series id, static columns): one embedding each
         self.categories = nn.ModuleList(nn.Embedding(n, c.category_dim) for n in c.categories)
         core_input += len(c.categories) * (c.category_dim - 1)
+        core_input *= 2 if c.token_shift else 1  # [e_t, e_{t-1}]
         self.lstm: nn.Module
-        if c.baseline == "lstm":
+        if c.cell != "lstm":
+            self.lstm = family_core(c, core_input)
+        elif c.baseline == "lstm":
             self.lstm = LSTM(
                 core_input,
                 c.hidden,
@@ -130,8 +160,10 @@ class SequenceModel(nn.Module):
         whole sequence gives. The head is applied at every step whatever ``config.readout`` says:
         for a "last" readout, step t of the result is what :meth:`forward` predicts for the
         sequence cut after step t. The state is the core's own: ``(h_n, c_n)`` for the LSTM (plus
-        the extra elements some specs carry), ``(h_n,)`` for ``torch.nn.GRU``/``RNN``; every
-        tensor in it has the batch on dim 1. Bidirectional models cannot stream (ValueError).
+        the extra elements some specs carry), the family's tuple for a family cell, ``(h_n,)`` for
+        ``torch.nn.GRU``/``RNN``; under ``token_shift`` one more tensor (1, B, F) follows, the
+        features of the last step read. Every tensor in it has the batch on dim 1.
+        Bidirectional models cannot stream (ValueError).
 
         Shapes: inputs (B, T, I) float or (B, T) int64 tokens; returns (B, T, O) and a tuple of
         tensors shaped (L, B, ·).
@@ -151,19 +183,34 @@ class SequenceModel(nn.Module):
                 "a bidirectional model cannot stream (the reverse direction needs the whole sequence); "
                 "expected bidirectional=False, got True"
             )
-        x = self._embed(inputs)  # (B, T, E or I)
+        previous: Tensor | None = None
+        if c.token_shift and state is not None:
+            *core_state, previous = state
+            state = tuple(core_state)
+            previous = previous.transpose(0, 1)  # (B, 1, F)
+        x = self._embed(inputs, previous)  # (B, T, E or I), or twice that under token_shift
+        tail = (self._features(inputs)[:, -1:].transpose(0, 1),) if c.token_shift else ()  # (1, B, F)
         if c.baseline == "lstm":
             out, new_state = self.lstm(x, None if state is None else tuple(state))
-            return self.head(out), tuple(new_state)
+            return self.head(out), (*new_state, *tail)
         if state is not None and len(state) != 1:
             raise ValueError(
                 f"a torch.nn.{c.baseline.upper()} core's state is a 1-tuple (h,); got {len(state)} tensors"
             )
         out, h_n = self.lstm(x, None if state is None else state[0])
-        return self.head(out), (h_n,)
+        return self.head(out), (h_n, *tail)
 
-    def _embed(self, inputs: Tensor) -> Tensor:
-        """The core's input: embedded tokens (B, T) int64 -> (B, T, E), or checked floats (B, T, I)."""
+    def _embed(self, inputs: Tensor, previous: Tensor | None = None) -> Tensor:
+        """The core's input, with the previous step's features beside each step's under ``token_shift``
+        (``previous`` (B, 1, F): the features of the step before ``inputs``, zeros when None)."""
+        x = self._features(inputs)  # (B, T, F)
+        if not self.config.token_shift:
+            return x
+        before = x.new_zeros(x.shape[0], 1, x.shape[2]) if previous is None else previous
+        return torch.cat([x, torch.cat([before, x[:, :-1]], dim=1)], dim=-1)  # (B, T, 2F)
+
+    def _features(self, inputs: Tensor) -> Tensor:
+        """Embedded tokens (B, T) int64 -> (B, T, E), or checked floats (B, T, I)."""
         c = self.config
         if c.vocab_size is not None:
             if inputs.dim() != 2 or inputs.dtype != torch.int64:
