@@ -254,3 +254,30 @@ def test_backtest_cli_writes_its_tables_and_refuses_too_many_windows(
     assert main(["backtest", str(run), "--windows", "4"]) == 2
     err = capsys.readouterr().err
     assert "got windows=4: give at most 3, or refit" in err and len(err.strip().splitlines()) == 1
+
+
+def test_predict_csv_of_a_one_series_run_is_its_future_forecast(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from lstmkit.train.forecasting import future_forecast
+
+    dates = pd.date_range("2000-01-01", periods=90, freq="MS")
+    y = (10 + np.sin(np.arange(90) / 2)).tolist()
+    (tmp_path / "one.csv").write_text(
+        "month,v\n" + "\n".join(f"{d.date()},{v!r}" for d, v in zip(dates, y, strict=True)) + "\n"
+    )
+    run = tmp_path / "run"
+    cmd = ["train", "forecast", "--csv", str(tmp_path / "one.csv"), "--target", "v", "--horizon", "2",
+           "--window", "6", "--steps", "3", "--hidden", "4", "--out", str(run), "--quiet"]  # fmt: skip
+    assert main(cmd) == 0
+    capsys.readouterr()
+    assert main(["predict", str(run), "--csv", str(tmp_path / "one.csv")]) == 0
+    assert json.loads(capsys.readouterr().out)["rows"] == 2
+    rows = list(csv.reader((run / "forecasts.csv").read_text().splitlines()))
+    model, config = load_run(run)
+    load_best(run, model)
+    _, values = future_forecast(model, make_task("forecast", **config.task_args), 2)
+    assert rows == [["unique_id", "ds", "forecast"], ["v", "2007-07-01", repr(float(values[0]))],
+                    ["v", "2007-08-01", repr(float(values[1]))]]  # fmt: skip
+    assert main(["predict", str(run), "--csv", str(tmp_path / "one.csv"), "--conformal"]) == 2
+    assert "are for panel runs (--id)" in capsys.readouterr().err
