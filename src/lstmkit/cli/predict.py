@@ -133,7 +133,10 @@ def run_forecast(args: argparse.Namespace) -> int:
         task_args["csv_file"] = args.csv
     task = _runargs.build_task(config.task, task_args)
     if hasattr(task, "series_arrays"):  # a panel: its metrics per origin and interval come from `lstmkit eval`
-        raise CLIError(f"{args.run} forecasts many series; `lstmkit forecast` plots one; use: lstmkit eval {args.run}")
+        raise CLIError(
+            f"{args.run} forecasts many series; `lstmkit forecast` plots one; use: lstmkit eval {args.run}, "
+            f"lstmkit backtest {args.run} --windows N or lstmkit predict {args.run} --csv FILE"
+        )
     if not hasattr(task, "series"):
         raise CLIError(f"{args.run} is a {config.task!r} run; forecast needs a forecasting run (task 'forecast')")
     if args.future is not None and args.future <= 0:
