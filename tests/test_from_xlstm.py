@@ -6,6 +6,7 @@ Small shapes; xlstm is a test-only dependency (skipped without it)."""
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import pytest
 import torch
@@ -210,6 +211,23 @@ def _official_layer_with(layer: mLSTMLayer, x: Tensor, core) -> Tensor:  # type:
     return layer.proj_down(h)
 
 
+def _kernel_cores(B: int, NH: int, DH: int, dtype: torch.dtype, chunk_size: int) -> dict[str, Any]:
+    """mlstm_kernels' native functions as ``core(q, k, v, i, f)``, each from nothing (m_0 = -inf)."""
+    fresh_m = torch.full((B, NH, 1), -math.inf, dtype=dtype)
+    C0, n0 = torch.zeros(B, NH, DH, DH, dtype=dtype), torch.zeros(B, NH, DH, dtype=dtype)
+
+    def parallel(q: Tensor, k: Tensor, v: Tensor, i: Tensor, f: Tensor) -> Tensor:
+        return mlstm_parallel__native_autograd(q, k, v, i, f)
+
+    def chunkwise(q: Tensor, k: Tensor, v: Tensor, i: Tensor, f: Tensor) -> Tensor:
+        return mlstm_chunkwise__native_autograd(q, k, v, i, f, m_initial=fresh_m[..., 0], chunk_size=chunk_size)
+
+    def recurrent(q: Tensor, k: Tensor, v: Tensor, i: Tensor, f: Tensor) -> Tensor:
+        return mlstm_recurrent_sequence__native_fw(q, k, v, i, f, C0, n0, fresh_m, dtype_state=dtype)
+
+    return {"parallel": parallel, "chunkwise": chunkwise, "recurrent": recurrent}
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("form", ["chunkwise", "parallel", "recurrent"])
 def test_mlstm_layer_equals_the_official_forward_and_input_gradient(dtype: torch.dtype, form: str) -> None:
@@ -237,19 +255,7 @@ def test_mlstm_layer_runs_past_the_official_context_length(dtype: torch.dtype) -
         theirs(x)
     y, _ = ours(x)
     with torch.no_grad():
-        fresh_m = torch.full((2, 2, 1), -math.inf, dtype=dtype)  # m_0 = -inf: the parallel form's start
-
-        def parallel(q, k, v, i, f):  # type: ignore[no-untyped-def]
-            return mlstm_parallel__native_autograd(q, k, v, i, f)
-
-        def chunkwise(q, k, v, i, f):  # type: ignore[no-untyped-def]
-            return mlstm_chunkwise__native_autograd(q, k, v, i, f, m_initial=fresh_m[..., 0], chunk_size=8)
-
-        def recurrent(q, k, v, i, f):  # type: ignore[no-untyped-def]
-            C0, n0 = torch.zeros(2, 2, 8, 8, dtype=dtype), torch.zeros(2, 2, 8, dtype=dtype)
-            return mlstm_recurrent_sequence__native_fw(q, k, v, i, f, C0, n0, fresh_m, dtype_state=dtype)
-
-        for core in (parallel, chunkwise, recurrent):
+        for core in _kernel_cores(2, 2, 8, dtype, chunk_size=8).values():  # each from m_0 = -inf
             close(y, _official_layer_with(theirs, x, core), TOL[dtype])
         o1, s1 = ours(x[:, :13])  # and in two calls carrying the state
         o2, _ = ours(x[:, 13:], s1)
@@ -343,3 +349,56 @@ def test_block_layers_name_the_expected_input() -> None:
         MLSTMBlockLayer(8, 16, 2, conv_kernel_size=-1)
     with pytest.raises(ValueError, match=r"num_heads must divide hidden_size=16; got num_heads=3"):
         MLSTMBlockLayer(8, 16, 3)
+
+
+# ---------------------------------------------------------------- measured differences (not a test)
+
+
+def measure() -> None:
+    """Print the max abs differences at a larger size than the tests use: ``python tests/test_from_xlstm.py``."""
+
+    def d(a: Tensor, b: Tensor) -> float:
+        return (a - b).abs().max().item()
+
+    torch.manual_seed(0)
+    for dtype in DTYPES:
+        theirs, x = official_slstm(16, 4, 4, dtype), torch.randn(4, 32, 16, dtype=dtype, requires_grad=True)
+        ours = from_xlstm(theirs)
+        y, st = theirs(x, return_last_state=True)
+        (gx,) = torch.autograd.grad(y.sum(), x)
+        y2, s2 = ours(x)
+        (gx2,) = torch.autograd.grad(y2.sum(), x)
+        state = max(d(a[0], b) for a, b in zip(s2.cell, st["slstm_state"], strict=True))
+        where = "sLSTMLayer B=4 T=32 H=16 NH=4 K=4"
+        print(f"{dtype} {where}: output {d(y2, y):.1e}, d/dx {d(gx2, gx):.1e}, state {state:.1e}")
+        theirs_m = official_mlstm(16, 4, 4, ctx=32, dtype=dtype)
+        ours_m = from_xlstm(theirs_m)
+        ours_m.cell.chunk_size = 8
+        y = theirs_m(x)
+        (gx,) = torch.autograd.grad(y.sum(), x)
+        for form in ("chunkwise", "parallel", "recurrent"):
+            ours_m.cell.form = form
+            y2, _ = ours_m(x)
+            (gx2,) = torch.autograd.grad(y2.sum(), x)
+            print(f"{dtype} mLSTMLayer E=16 Ei=32 NH=4 T=32 {form}: output {d(y2, y):.1e}, d/dx {d(gx2, gx):.1e}")
+        ours_m.cell.form = "chunkwise"
+        long = torch.randn(4, 96, 16, dtype=dtype)
+        cores = _kernel_cores(4, 4, 8, dtype, chunk_size=32)
+        with torch.no_grad():
+            y, _ = ours_m(long)
+            for name, core in cores.items():
+                diff = d(y, _official_layer_with(theirs_m, long, core))
+                print(f"{dtype} mLSTMLayer T=96 > context_length=32 vs mlstm_kernels {name}: output {diff:.1e}")
+
+    theirs_32, theirs_64 = official_mlstm(16, 4, 4, 32, torch.float32), official_mlstm(16, 4, 4, 32, torch.float64)
+    x = torch.randn(4, 32, 16, dtype=torch.float64)
+    with torch.no_grad():
+        truth = theirs_64(x)
+        print(f"float32 mLSTMLayer, max |y| {truth.abs().max():.2g}, against the official float64 layer:")
+        print(f"  the official float32 layer {d(theirs_32(x.float()).double(), truth):.1e}")
+        print(f"  from_xlstm's float32 module {d(from_xlstm(theirs_32)(x.float())[0].double(), truth):.1e}")
+
+
+if __name__ == "__main__":
+    torch.set_num_threads(1)
+    measure()
