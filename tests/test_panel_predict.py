@@ -281,3 +281,5 @@ def test_predict_csv_of_a_one_series_run_is_its_future_forecast(
                     ["v", "2007-08-01", repr(float(values[1]))]]  # fmt: skip
     assert main(["predict", str(run), "--csv", str(tmp_path / "one.csv"), "--conformal"]) == 2
     assert "are for panel runs (--id)" in capsys.readouterr().err
+    assert main(["backtest", str(run), "--windows", "1"]) == 2
+    assert "is a one-series forecast run; backtest needs a panel forecast run" in capsys.readouterr().err

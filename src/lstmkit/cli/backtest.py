@@ -58,7 +58,8 @@ def run_backtest(args: argparse.Namespace) -> int:
     except (ValueError, OSError) as err:
         raise CLIError(str(err)) from None
     if config.task != "forecast" or "levels" not in config.task_args:
-        raise CLIError(f"{args.run} is a {config.task!r} run of one series; backtest needs a panel forecast run (--id)")
+        what = "a one-series forecast run" if config.task == "forecast" else f"a {config.task!r} run"
+        raise CLIError(f"{args.run} is {what}; backtest needs a panel forecast run (--id, or several --target columns)")
     if args.windows < 1:
         raise CLIError(f"--windows must be >= 1; got {args.windows}")
     out = Path(args.out_dir) if args.out_dir else run_folder(args.run)
