@@ -143,3 +143,24 @@ def test_inspect_refuses_a_gru_baseline(tmp_path, capsys) -> None:
     run = _saved(tmp_path, input_size=2, hidden=4, baseline="gru")
     assert main(["inspect", str(run), "--out", str(tmp_path / "o")]) == 2
     assert "torch.nn.GRU" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("model_args", "family"),
+    [
+        ({"cell": "slstm", "heads": 2}, "slstm"),
+        ({"cell": "mlstm", "heads": 2, "token_shift": True}, "mlstm"),
+        ({"cell": "minlstm", "layers": 2}, "minlstm"),
+    ],
+)
+def test_inspect_a_family_core_run(tmp_path, capsys, model_args, family) -> None:
+    run = _saved(tmp_path, input_size=2, hidden=8, **model_args)
+    assert main(["inspect", str(run), "--out", str(tmp_path / "o"), "--max-sequences", "5", "--sequence", "1"]) == 0
+    capsys.readouterr()
+    data = json.loads((tmp_path / "o" / "summary.json").read_text())
+    assert data["family"] == family and data["sequences"] == 5 and data["inputs"]["shown_sequence"] == 1
+    layers = model_args.get("layers", 1)
+    assert len(data["layers"]) == layers and (tmp_path / "o" / f"gates_l{layers - 1}.png").is_file()
+    horizon = data["layers"][0][0]["memory_horizon"]
+    assert horizon["units"] == (2 if family == "mlstm" else 8)  # per head for mLSTM, per unit otherwise
+    assert ("normalizer" in data["layers"][0][0]["log_growth"]) == (family != "minlstm")

@@ -97,7 +97,7 @@ def _file_inputs(path: str, model: Any) -> tuple[torch.Tensor, torch.Tensor | No
         if ids.min() < 0 or ids.max() >= vocab:
             raise CLIError(f"token ids must be in [0, {vocab}); got values in [{ids.min()}, {ids.max()}] in {path}")
         return torch.from_numpy(ids), None
-    size = model.lstm.input_size
+    size = model.config.input_size  # the model's input; the core may read more (category embeddings, token shift)
     if array.ndim == 1 and size == 1:
         array = array[:, None]
     if array.ndim == 2:
@@ -153,11 +153,10 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError(
             f"--sequence must be in [0, {inputs.shape[0]}) for {inputs.shape[0]} input sequence(s); got {args.sequence}"
         )
-    if model.embedding is not None:
-        if inputs.dtype != torch.int64:
-            raise CLIError(f"this model embeds token ids; the inputs are {inputs.dtype}")
-        with torch.no_grad():
-            inputs = model.embedding(inputs)  # (B, T, E)
+    if model.embedding is not None and inputs.dtype != torch.int64:
+        raise CLIError(f"this model embeds token ids; the inputs are {inputs.dtype}")
+    with torch.no_grad():  # what the core reads: embedded tokens or category codes, beside the step before
+        inputs = model._embed(inputs if model.embedding is not None else inputs.float())  # (B, T, core input)
     try:
         paths = inspect_model(
             model.lstm,
