@@ -61,6 +61,7 @@ def hand_mean(values: Tensor, lengths: list[int]) -> float:
 
 def hand_growth(g: Tensor, lengths: list[int]) -> tuple[float, float, float, float]:
     """first, last, per_step, max of the module docstring, with Python loops."""
+    g = g.detach()
     U = g.shape[-1]
     first = sum(float(g[b, 0, u]) for b in range(len(lengths)) for u in range(U)) / (len(lengths) * U)
     last = sum(float(g[b, n - 1, u]) for b, n in enumerate(lengths) for u in range(U)) / (len(lengths) * U)

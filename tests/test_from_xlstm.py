@@ -317,6 +317,18 @@ def test_mlstm_forms_equal_mlstm_kernels_native_functions(dtype: torch.dtype) ->
     close(torch.stack(steps, 2), h_rec, tol)
 
 
+def test_block_layers_gradcheck_from_a_fresh_state() -> None:
+    """A fresh state starts at m_0 = -inf: the gradients through it are finite and right (float64)."""
+    slstm = from_xlstm(official_slstm(4, 2, 2, torch.float64))
+    mlstm = from_xlstm(official_mlstm(4, 2, 2, ctx=8, dtype=torch.float64))
+    mlstm.cell.chunk_size = 3
+    x = torch.randn(2, 5, 4, dtype=torch.float64, requires_grad=True)
+    for layer in (slstm, mlstm):
+        assert torch.autograd.gradcheck(lambda t, layer=layer: layer(t)[0], (x,))
+        layer(x)[0].square().sum().backward()
+        assert all(p.grad is not None and bool(p.grad.isfinite().all()) for p in layer.parameters())
+
+
 # ---------------------------------------------------------------- bad input
 
 
