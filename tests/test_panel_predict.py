@@ -154,16 +154,16 @@ def test_backtest_never_reads_beyond_its_origin(tmp_path: Path) -> None:
     path, _ = price_panel(tmp_path)
     run = train_run(tmp_path, path, steps=20, backtest=2)
     model, config = load_run(run)
-    clean = backtest(model, config, windows=2)["gathered"]
+    clean = backtest(model, config, windows=2, conformal="recent")["gathered"]
     lengths = {n: 70 + 10 * k for k, n in enumerate(NAMES)}
     origins = {n: lengths[n] - 1 - 2 * H for n in NAMES}  # window 1 of 2
     bad_dir = tmp_path / "poison"
     bad_dir.mkdir()
     poisoned, _ = price_panel(bad_dir, poison_after=origins)
-    dirty = backtest(model, config, windows=2, csv_file=poisoned)["gathered"]
+    dirty = backtest(model, config, windows=2, csv_file=poisoned, conformal="recent")["gathered"]
     one, two = clean["window"] == 1, clean["window"] == 2
     assert one.sum() == len(NAMES) and (dirty["window"] == clean["window"]).all()
-    for key in ("prediction", "quantiles", "snaive", "mase_scale", "rmsse_scale"):
+    for key in ("prediction", "quantiles", "calibrated", "snaive", "mase_scale", "rmsse_scale"):
         np.testing.assert_array_equal(dirty[key][one], clean[key][one])
     assert (np.abs(dirty["prediction"][two] - clean["prediction"][two]) > 1.0).all()
     assert (dirty["truth"][one] == 1e6).all()  # the truths it is scored on were poisoned, the forecast not
@@ -210,21 +210,27 @@ def noise_panel(tmp_path: Path, series: int = 12, n: int = 220, sigma: float = 0
     return str(tmp_path / "noise.csv")
 
 
+@pytest.mark.parametrize("source", ["validation", "recent"])
 @pytest.mark.parametrize(("width", "raw_low", "raw_high", "sign"), [(0.66, 0.25, 0.55, 1), (2.6, 0.95, 1.0, -1)])
 def test_conformal_calibration_brings_a_miscalibrated_80_percent_interval_to_80(
-    tmp_path: Path, width: float, raw_low: float, raw_high: float, sign: int
+    tmp_path: Path, width: float, raw_low: float, raw_high: float, sign: int, source: str
 ) -> None:
     """Level + N(0, 0.25) noise, forecast by the window mean: the exact 80% half-width is about
     1.32 in normalised units. An interval half as wide (or twice as wide) misses the mark on the
     test windows; calibrated on 768 validation scores it covers 80% of 768 test truths within 0.06
-    (over ten noise seeds the calibrated coverage averaged 0.802 with a spread of 0.019)."""
+    (over ten noise seeds the calibrated coverage averaged 0.802 with a spread of 0.019). With
+    ``recent``, window k > 1 is calibrated on the backtest's windows 1 .. k - 1 instead."""
     path = noise_panel(tmp_path, series=24)
     task = make_task("forecast", csv_file=path, target="y", id_column="id", date_column="ds", window=16, horizon=4,
                      quantiles=[0.1, 0.5, 0.9], normalize="global", season=1, backtest=8, val_windows=8)  # fmt: skip
     config = SimpleNamespace(task="forecast", task_args=task.config())
-    report = backtest(Band(16, width), config, windows=8, conformal=True)
-    o, adjust = report["overall"], report["calibration"]["intervals"]["80"]["adjust"]
-    assert report["calibration"]["intervals"]["80"]["scores"] == 24 * 8 * 4 and o["windows"] == 24 * 8
+    report = backtest(Band(16, width), config, windows=8, conformal=source)
+    cal = report["calibration"]
+    o, adjust = report["overall"], cal["1"]["intervals"]["80"]["adjust"]
+    assert cal["1"]["source"] == "validation" and cal["1"]["intervals"]["80"]["scores"] == 24 * 8 * 4
+    if source == "recent":
+        assert cal["3"]["source"] == "recent: windows 1..2" and cal["3"]["intervals"]["80"]["scores"] == 24 * 2 * 4
+    assert o["windows"] == 24 * 8
     assert raw_low <= o["coverage_80"] <= raw_high
     assert abs(o["coverage_80_conformal"] - 0.8) <= 0.06
     assert np.sign(adjust) == sign  # widened a narrow interval, narrowed a wide one

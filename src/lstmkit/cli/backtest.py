@@ -38,8 +38,11 @@ def register(subparsers: Any) -> None:
     b.add_argument("--refit", action="store_true", help="train a model on each window's history (slow)")
     b.add_argument(
         "--conformal",
-        action="store_true",
-        help="also calibrate each central interval on the validation windows (conformalized quantile regression)",
+        nargs="?",
+        const="validation",
+        choices=("validation", "recent"),
+        help="also calibrate each central interval (conformalized quantile regression) on the validation windows "
+        "(the default) or on the most recent held-out windows before each origin ('recent')",
     )
     b.add_argument("--csv", help="backtest on another file with the run's columns (default: the run's file)")
     b.add_argument("--out-dir", dest="out_dir", help="folder for the results (default: the run directory)")

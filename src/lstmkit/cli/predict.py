@@ -69,7 +69,12 @@ def register(subparsers: Any) -> None:
     p.add_argument("--csv", metavar="FILE", help="forecast: history of each series, the run's columns")
     p.add_argument("--future", metavar="FILE", help="forecast: future-known columns by series id and date")
     p.add_argument(
-        "--conformal", action="store_true", help="forecast: add intervals calibrated on the run's validation windows"
+        "--conformal",
+        nargs="?",
+        const="validation",
+        choices=("validation", "recent"),
+        help="forecast: add intervals calibrated on the run's validation windows (the default) or on its test "
+        "windows, the most recent it never trained on ('recent')",
     )
     p.add_argument("--stream", metavar="FILE", help="the frames: .npy/.csv (T, I) or (T,), or text")
     p.add_argument("--out", help="CSV to write, folders created (default: RUN/forecasts.csv or RUN/stream.csv)")
@@ -200,7 +205,8 @@ def run_predict_csv(args: argparse.Namespace) -> int:
         if args.conformal:
             from ..train.backtest import apply_conformal, conformal_calibration
 
-            calibration = conformal_calibration(model, _runargs.build_task(config.task, config.task_args))
+            training = _runargs.build_task(config.task, config.task_args)
+            calibration = conformal_calibration(model, training, args.conformal)
             bounds = apply_conformal(result["quantiles"], task.scale[result["series"]], calibration,
                                      task.quantiles, task.point_index)[1]  # fmt: skip
             atomic_write(run_folder(args.run) / "conformal.json", json.dumps(calibration, indent=1) + "\n")

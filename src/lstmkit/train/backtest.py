@@ -12,13 +12,17 @@ must never have trained on a window's rows, so on the run's own file W may not e
 history (into ``FOLDER/refit_k``) and forecasts that window.
 
 **Conformal calibration** (conformalized quantile regression, Romano, Patterson & Candes 2019).
-On windows the weights never trained on (the task's validation windows), each central interval
+On windows the weights never trained on, each central interval
 [q_lo, q_hi] of the quantile head scores every truth y by ``s = max(q_lo - y, y - q_hi) / scale``
 (in the series' own units, so that series of every size pool; all H steps pool too). With n
 scores and nominal coverage P, the adjustment ``E`` is the ceil((n + 1) P)-th smallest score, and
 the calibrated interval is ``[q_lo - E scale, q_hi + E scale]`` (E < 0 narrows it; the interval
 keeps the point forecast inside and the levels stay sorted). If the calibration scores and the
-new ones are exchangeable, it covers at least P of the truths.
+new ones are exchangeable, it covers at least P of the truths. Which windows score: with
+``"validation"`` the task's validation windows (they chose the weights, so they flatter them); with
+``"recent"`` the latest windows that neither trained nor chose the weights: in a backtest without
+refit, window 1 takes the validation windows and window k > 1 the backtest's windows 1 .. k - 1
+(their truths end by origin k); with refit, and for a forecast past the end, the run's test windows.
 
 Metrics, per series, per window and over all windows (each window's errors averaged, as in
 :mod:`lstmkit.tasks.panel`): ``mase``, ``rmsse``, ``mae``, ``rmse``, ``smape``, ``crps`` and
@@ -46,31 +50,52 @@ import torch
 from ..tasks.panel import central_intervals, interval_scores, point_errors, seasonal_scales
 from .forecasting import history_task, panel_forecast
 
+CONFORMAL_SOURCES = ("validation", "recent")
+"""Windows a calibration scores: the validation windows, or the most recent held-out ones (module docstring)."""
 
-def conformal_calibration(model: torch.nn.Module, task: Any, chunk: int = 512) -> dict[str, Any]:
-    """The adjustment ``E`` of each central interval from the validation windows of ``task``
-    (a training-layout panel task; module docstring), with the raw coverage there."""
-    intervals = central_intervals(task.quantiles)
-    if not intervals:
+
+def cqr_scores(qs: np.ndarray, truth: np.ndarray, scale: np.ndarray, levels: list[float]) -> dict[str, np.ndarray]:
+    """``max(q_lo - y, y - q_hi) / scale`` (B, H) of each central interval (by percent) of quantile
+    forecasts ``qs`` (B, H, Q) at ``levels``, truths ``truth`` (B, H), series scales ``scale`` (B,)."""
+    out = {}
+    for lo, hi, pct in central_intervals(levels):
+        out[str(pct)] = np.maximum(qs[..., lo] - truth, truth - qs[..., hi]) / scale[:, None]
+    return out
+
+
+def calibrate(scores: dict[str, np.ndarray], levels: list[float], source: str, windows: int) -> dict[str, Any]:
+    """The adjustment ``E`` of each central interval from its pooled ``scores``, with the raw coverage there."""
+    out: dict[str, Any] = {}
+    by_pct = {str(pct): (lo, hi) for lo, hi, pct in central_intervals(levels)}
+    for pct, score in scores.items():
+        flat = np.sort(score.ravel())
+        k = min(len(flat), math.ceil((len(flat) + 1) * int(pct) / 100))
+        lo, hi = by_pct[pct]
+        out[pct] = {"lower": levels[lo], "upper": levels[hi], "adjust": float(flat[k - 1]), "scores": len(flat),
+                    "raw_coverage": float((score <= 0).mean())}  # fmt: skip
+    return {"method": "conformalized quantile regression", "source": source, "windows": windows, "intervals": out}
+
+
+def conformal_calibration(model: torch.nn.Module, task: Any, source: str = "validation",
+                          chunk: int = 512) -> dict[str, Any]:  # fmt: skip
+    """The adjustment ``E`` of each central interval of a training-layout panel ``task``, scored on its
+    validation windows (``source="validation"``) or on its test windows (``"recent"``: the latest rows
+    the weights neither trained on nor were chosen by); module docstring."""
+    if source not in CONFORMAL_SOURCES:
+        raise ValueError(f"conformal source must be one of {CONFORMAL_SOURCES}; got {source!r}")
+    if not central_intervals(task.quantiles):
         raise ValueError(
             "conformal calibration needs a quantile head with a symmetric pair of levels "
             f"(e.g. --quantiles 0.1,0.5,0.9); this run has quantiles {task.quantiles or None}"
         )
-    batch = task.validation_set()
+    batch = task.validation_set() if source == "validation" else task.test_set()
     model.eval()
     with torch.no_grad():
         pred = torch.cat([model(b.inputs, b.lengths) for b in (batch.slice(i, i + chunk)
                                                               for i in range(0, len(batch), chunk))])  # fmt: skip
     a = task.series_arrays(pred, batch)
-    scale = task.scale[a["series"]][:, None]  # (B, 1)
-    out: dict[str, Any] = {}
-    for lo, hi, pct in intervals:
-        score = np.maximum(a["quantiles"][..., lo] - a["truth"], a["truth"] - a["quantiles"][..., hi]) / scale
-        flat = np.sort(score.ravel())
-        k = min(len(flat), math.ceil((len(flat) + 1) * pct / 100))
-        out[str(pct)] = {"lower": task.quantiles[lo], "upper": task.quantiles[hi], "adjust": float(flat[k - 1]),
-                         "scores": len(flat), "raw_coverage": float((score <= 0).mean())}  # fmt: skip
-    return {"method": "conformalized quantile regression", "windows": len(batch), "intervals": out}
+    scores = cqr_scores(a["quantiles"], a["truth"], task.scale[a["series"]], task.quantiles)
+    return calibrate(scores, task.quantiles, source, len(batch))
 
 
 def apply_conformal(qs: np.ndarray, scale: np.ndarray, calibration: dict[str, Any], levels: list[float],
@@ -90,7 +115,7 @@ def apply_conformal(qs: np.ndarray, scale: np.ndarray, calibration: dict[str, An
     return out, bounds
 
 
-def _refit(config: Any, task_args: dict[str, Any], history: Any, folder: Path, conformal: bool) -> tuple[Any, Any]:
+def _refit(config: Any, task_args: dict[str, Any], history: Any, folder: Path, source: str | None) -> tuple[Any, Any]:
     """Train the run's configuration on one window's history; its best weights and calibration."""
     from ..tasks.panel import PanelForecastTask
     from .best import load_best
@@ -101,7 +126,7 @@ def _refit(config: Any, task_args: dict[str, Any], history: Any, folder: Path, c
     train(config, folder, task=task, quiet=True, overwrite=True)
     model = load_run(folder)[0]
     load_best(folder, model)
-    return model, (conformal_calibration(model, task) if conformal else None)
+    return model, (conformal_calibration(model, task, source) if source else None)
 
 
 def _window(model: Any, task_args: dict[str, Any], full: Any, ends: np.ndarray, calibration: Any) -> dict[str, Any]:
@@ -126,7 +151,7 @@ def _window(model: Any, task_args: dict[str, Any], full: Any, ends: np.ndarray, 
     out = {"series": s, "truth": full.values[steps, 0], "prediction": res["prediction"],
            "quantiles": res["quantiles"], "snaive": snaive, "mase_scale": ms, "rmsse_scale": rs,
            "origin": hist.dates[hist.starts[s + 1] - 1] if hist.dates is not None else ends[s],
-           "dates": res["dates"], "skipped": task.skipped}  # fmt: skip
+           "dates": res["dates"], "skipped": task.skipped, "scale": task.scale[s]}  # fmt: skip
     if calibration is not None:
         out["calibrated"] = apply_conformal(res["quantiles"], task.scale[s], calibration, task.quantiles,
                                             task.point_index)[0]  # fmt: skip
@@ -151,13 +176,17 @@ def scores(w: dict[str, np.ndarray], levels: list[float]) -> dict[str, float]:
 
 
 def backtest(model: torch.nn.Module | None, config: Any, windows: int, csv_file: str | None = None, refit: bool = False,
-             conformal: bool = False, folder: str | Path | None = None) -> dict[str, Any]:  # fmt: skip
+             conformal: bool | str = False, folder: str | Path | None = None) -> dict[str, Any]:  # fmt: skip
     """Backtest a panel forecast run (module docstring) on its own file or on ``csv_file``.
 
-    ``model`` (the run's weights; unused with ``refit``) and ``config`` (its RunConfig). Returns
-    ``overall``, ``per_window`` (k = 1 .. W) and ``per_series`` metrics, the ``windows`` gathered
-    (arrays per window) and the ``calibration`` used.
+    ``model`` (the run's weights; unused with ``refit``) and ``config`` (its RunConfig);
+    ``conformal``: False, ``"validation"`` (or True) or ``"recent"``. Returns ``overall``,
+    ``per_window`` (k = 1 .. W) and ``per_series`` metrics, the arrays ``gathered`` and the
+    ``calibration`` of each window.
     """
+    source = "validation" if conformal is True else (conformal or None)
+    if source is not None and source not in CONFORMAL_SOURCES:
+        raise ValueError(f"conformal must be one of {CONFORMAL_SOURCES}; got {conformal!r}")
     if isinstance(windows, bool) or not isinstance(windows, int) or windows < 1:
         raise ValueError(f"windows must be a positive int; got {windows!r}")
     args = dict(config.task_args)
@@ -176,23 +205,29 @@ def backtest(model: torch.nn.Module | None, config: Any, windows: int, csv_file:
         args["csv_file"] = str(csv_file)
     full_task = history_task(args)
     full, H = full_task.panel, full_task.horizon
-    calibration = None
-    if conformal and not refit:
+    levels = full_task.quantiles
+    first = None
+    if source is not None and not refit:
         from ..tasks import make_task
 
         assert model is not None  # checked above
-        calibration = conformal_calibration(model, make_task(config.task, **config.task_args))
-    gathered = []
+        first = conformal_calibration(model, make_task(config.task, **config.task_args))  # validation windows
+    gathered: list[dict[str, Any]] = []
+    calibrations: dict[str, Any] = {}
     for k in range(1, windows + 1):
         ends = full.lengths - 1 - (windows - k + 1) * H
-        m, cal = model, calibration
+        m, cal = model, first
         if refit:
             hist = full.cut(np.maximum(ends, 0))
-            m, cal = _refit(config, args, hist, Path(folder) / f"refit_{k}", conformal)  # type: ignore[arg-type]
+            m, cal = _refit(config, args, hist, Path(folder) / f"refit_{k}", source)  # type: ignore[arg-type]
+        elif source == "recent" and k > 1:  # the earlier windows: their truths end by this origin
+            pooled = [cqr_scores(g["quantiles"], g["truth"], g["scale"], levels) for g in gathered]
+            cal = calibrate({p: np.concatenate([d[p] for d in pooled]) for p in pooled[0]}, levels,
+                            f"recent: windows 1..{k - 1}", sum(len(g["series"]) for g in gathered))  # fmt: skip
         w = _window(m, args, full, ends, cal)
         gathered.append({**w, "window": np.full(len(w["series"]), k)})
-    levels = full_task.quantiles
-    keys = [key for key in gathered[0] if key not in ("dates", "skipped")]
+        calibrations[str(k)] = cal
+    keys = [key for key in gathered[0] if key not in ("dates", "skipped", "scale")]
     every = {key: np.concatenate([g[key] for g in gathered]) for key in keys}
     if gathered[0]["dates"] is not None:
         every["dates"] = np.concatenate([g["dates"] for g in gathered])
@@ -202,7 +237,7 @@ def backtest(model: torch.nn.Module | None, config: Any, windows: int, csv_file:
         "skipped_short": [int(g["skipped"]) for g in gathered], "overall": scores(every, levels),
         "per_window": {str(k): scores(_select(every, every["window"] == k), levels) for k in range(1, windows + 1)},
         "per_series": {n: scores(_select(every, names == n), levels) for n in dict.fromkeys(names.tolist())},
-        "calibration": calibration if not refit else "refit: each window's own validation windows",
+        "conformal": source, "calibration": calibrations if source is not None else None,
     }  # fmt: skip
     report["gathered"] = {**every, "unique_id": names}
     return report
