@@ -354,6 +354,16 @@ def test_from_xlstm_rejects_other_objects_and_unsupported_configs() -> None:
         from_xlstm(other_fn)
 
 
+def test_from_xlstm_points_a_block_to_its_layer() -> None:
+    from xlstm.blocks.slstm.block import sLSTMBlock, sLSTMBlockConfig
+
+    cfg = sLSTMLayerConfig(embedding_dim=8, num_heads=2, backend="vanilla")
+    block = sLSTMBlock(sLSTMBlockConfig(slstm=cfg, feedforward=None, _num_blocks=1, _block_idx=0))
+    with pytest.raises(TypeError, match=r"sLSTMBlock \(convert its layer: from_xlstm\(block\.xlstm\)\)$"):
+        from_xlstm(block)
+    assert isinstance(from_xlstm(block.xlstm), SLSTMBlockLayer)
+
+
 def test_block_layers_name_the_expected_input() -> None:
     with pytest.raises(ValueError, match=r"^SLSTMBlockLayer input must be \(B, T, 8\) with T >= 1; got \(2, 3, 5\)$"):
         SLSTMBlockLayer(8, 2)(torch.randn(2, 3, 5))
@@ -361,6 +371,16 @@ def test_block_layers_name_the_expected_input() -> None:
         MLSTMBlockLayer(8, 16, 2, conv_kernel_size=-1)
     with pytest.raises(ValueError, match=r"num_heads must divide hidden_size=16; got num_heads=3"):
         MLSTMBlockLayer(8, 16, 3)
+    layer, x = SLSTMBlockLayer(8, 2), torch.randn(2, 3, 8)
+    with pytest.raises(
+        TypeError, match=r"^SLSTMBlockLayer state must be a BlockState\(conv, cell\) or None; got Tensor$"
+    ):
+        layer(x, torch.zeros(2, 3, 8))
+    _, state = layer(x)
+    with pytest.raises(ValueError, match=r"^CausalConv1d state must be \(2, 3, 8\); got \(1, 3, 8\)$"):
+        layer(x, (state.conv[:1], state.cell))
+    with pytest.raises(ValueError, match=r"^state h must have shape \(1, 2, 8\)"):
+        layer(x, (state.conv, tuple(t[:, :1] for t in state.cell)))
 
 
 # ---------------------------------------------------------------- measured differences (not a test)

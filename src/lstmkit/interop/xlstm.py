@@ -70,7 +70,9 @@ def from_xlstm(layer: Any) -> SLSTMBlockLayer | MLSTMBlockLayer:
     elif isinstance(layer, mLSTMLayer):
         ours = _from_mlstm(layer)
     else:
-        raise TypeError(f"from_xlstm expects {EXPECTED}; got {module}.{type(layer).__name__}")
+        inner = getattr(layer, "xlstm", None)  # an xLSTM block holds its layer as .xlstm
+        hint = " (convert its layer: from_xlstm(block.xlstm))" if isinstance(inner, (sLSTMLayer, mLSTMLayer)) else ""
+        raise TypeError(f"from_xlstm expects {EXPECTED}; got {module}.{type(layer).__name__}{hint}")
     return ours.train(layer.training)
 
 

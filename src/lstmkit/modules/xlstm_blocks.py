@@ -132,6 +132,16 @@ class BlockState(NamedTuple):
     cell: tuple[Tensor, ...]  # the cell's state tuple, each (1, B, ...)
 
 
+def _split_state(layer: nn.Module, state: object) -> tuple[Tensor | None, tuple[Tensor, ...] | None]:
+    """(conv, cell) of a :class:`BlockState` (or any pair), or (None, None) for a fresh start."""
+    if state is None:
+        return None, None
+    if not isinstance(state, tuple) or len(state) != 2 or not isinstance(state[1], (tuple, list)):
+        got = f"a {type(state).__name__} of length {len(state)}" if isinstance(state, tuple) else type(state).__name__
+        raise TypeError(f"{type(layer).__name__} state must be a BlockState(conv, cell) or None; got {got}")
+    return state[0], tuple(state[1])
+
+
 def _fresh_cell_state(names: tuple[str, ...], shapes: list[tuple[int, ...]], batch: int, like: Tensor) -> tuple:
     """Zeros, but the stabilizer m = -inf: nothing has been written yet, so the first step sets
     m_1 = log i_1 (the official package's first step, and its parallel mLSTM form)."""
@@ -191,17 +201,14 @@ class SLSTMBlockLayer(nn.Module):
 
     def forward(self, x: Tensor, state: BlockState | None = None, return_gates: bool = False) -> Any:
         x = _check_block_input(self, x, self.norm.hidden_size)
-        conv_state = None
+        conv_state, s0 = _split_state(self, state)
         if self.conv is not None:
-            u, conv_state = self.conv(x, None if state is None else state.conv)
+            u, conv_state = self.conv(x, conv_state)
             cell_in = torch.cat([F.silu(u), x], dim=-1)  # (B, T, 2H)
         else:
             cell_in = x
-        s0 = (
-            _fresh_cell_state(self.cell.state_names, self.cell.state_shapes(), x.shape[0], x)
-            if state is None
-            else state.cell
-        )
+        if s0 is None:
+            s0 = _fresh_cell_state(self.cell.state_names, self.cell.state_shapes(), x.shape[0], x)
         out, *rest = self.cell(cell_in, s0, return_gates)
         y = self.norm(self.dropout(out))
         new = BlockState(conv_state, tuple(rest[0]))
@@ -273,17 +280,14 @@ class MLSTMBlockLayer(nn.Module):
     def forward(self, x: Tensor, state: BlockState | None = None, return_gates: bool = False) -> Any:
         x = _check_block_input(self, x, self.proj_up.in_features)
         a, z = self.proj_up(x).split(self.inner_size, dim=-1)  # each (B, T, Ei)
-        conv_state = None
+        conv_state, s0 = _split_state(self, state)
         if self.conv is not None:
-            u, conv_state = self.conv(a, None if state is None else state.conv)
+            u, conv_state = self.conv(a, conv_state)
             u = F.silu(u)
         else:
             u = a
-        s0 = (
-            _fresh_cell_state(self.cell.state_names, self.cell.state_shapes(), x.shape[0], x)
-            if state is None
-            else state.cell
-        )
+        if s0 is None:
+            s0 = _fresh_cell_state(self.cell.state_names, self.cell.state_shapes(), x.shape[0], x)
         h, *rest = self.cell(torch.cat([u, a], dim=-1), s0, return_gates)
         h = (self.norm(h) + self.skip * u) * F.silu(z)
         y = self.dropout(self.proj_down(h))
