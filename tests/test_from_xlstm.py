@@ -329,6 +329,17 @@ def test_block_layers_gradcheck_from_a_fresh_state() -> None:
         assert all(p.grad is not None and bool(p.grad.isfinite().all()) for p in layer.parameters())
 
 
+def test_block_layers_without_the_stabilizer_start_at_m_0() -> None:
+    """m = -inf would stay -inf without the stabilizer (i = e^{log i - m} = inf): a fresh state starts at 0."""
+    torch.manual_seed(0)
+    slstm = SLSTMBlockLayer(8, 2, spec=SLSTMSpec(stabilizer=False), dtype=torch.float64)
+    mlstm = MLSTMBlockLayer(8, 16, 2, spec=MLSTMSpec(stabilizer=False, output_gate=False), dtype=torch.float64)
+    x = torch.randn(2, 6, 8, dtype=torch.float64)
+    for layer in (slstm, mlstm):
+        y, state = layer(x)
+        assert bool(y.isfinite().all()) and not state.cell[-1].any()  # m: zeros throughout
+
+
 # ---------------------------------------------------------------- bad input
 
 

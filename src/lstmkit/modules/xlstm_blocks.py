@@ -142,11 +142,13 @@ def _split_state(layer: nn.Module, state: object) -> tuple[Tensor | None, tuple[
     return state[0], tuple(state[1])
 
 
-def _fresh_cell_state(names: tuple[str, ...], shapes: list[tuple[int, ...]], batch: int, like: Tensor) -> tuple:
-    """Zeros, but the stabilizer m = -inf: nothing has been written yet, so the first step sets
-    m_1 = log i_1 (the official package's first step, and its parallel mLSTM form)."""
-    state = [like.new_zeros(1, batch, *shape) for shape in shapes]
-    state[names.index("m")] = state[names.index("m")].fill_(-torch.inf)
+def _fresh_cell_state(cell: SLSTM | MLSTM, batch: int, like: Tensor) -> tuple[Tensor, ...]:
+    """Zeros, but the stabilizer m = -inf when the cell carries one: nothing has been written yet, so
+    the first step sets m_1 = log i_1 (the official package's first step, and its parallel mLSTM
+    form). Without the stabilizer m stays where it starts, so it starts at 0."""
+    state = [like.new_zeros(1, batch, *shape) for shape in cell.state_shapes()]
+    if cell.spec.stabilizer:
+        state[cell.state_names.index("m")].fill_(-torch.inf)
     return tuple(state)
 
 
@@ -208,7 +210,7 @@ class SLSTMBlockLayer(nn.Module):
         else:
             cell_in = x
         if s0 is None:
-            s0 = _fresh_cell_state(self.cell.state_names, self.cell.state_shapes(), x.shape[0], x)
+            s0 = _fresh_cell_state(self.cell, x.shape[0], x)
         out, *rest = self.cell(cell_in, s0, return_gates)
         y = self.norm(self.dropout(out))
         new = BlockState(conv_state, tuple(rest[0]))
@@ -287,7 +289,7 @@ class MLSTMBlockLayer(nn.Module):
         else:
             u = a
         if s0 is None:
-            s0 = _fresh_cell_state(self.cell.state_names, self.cell.state_shapes(), x.shape[0], x)
+            s0 = _fresh_cell_state(self.cell, x.shape[0], x)
         h, *rest = self.cell(torch.cat([u, a], dim=-1), s0, return_gates)
         h = (self.norm(h) + self.skip * u) * F.silu(z)
         y = self.dropout(self.proj_down(h))
