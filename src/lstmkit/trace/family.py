@@ -65,7 +65,13 @@ def unbatched(trace: FamilyTrace) -> bool:
 
 
 def family_series(trace: FamilyTrace, name: str, layer: int = -1) -> Tensor:
-    """One record as (B, T, U): batch first, trailing axes flattened (mLSTM's n (NH, DH) -> NH DH)."""
+    """One record as (B, T, U): batch first, trailing axes flattened (mLSTM's n (NH, DH) -> NH DH).
+
+    Example::
+
+        >>> family_series(mlstm_trace, "normalizer").shape      # NH = 2, DH = 4
+        torch.Size([3, 6, 8])
+    """
     value = trace.get(name, layer % trace.num_layers)
     if unbatched(trace):
         value = value.unsqueeze(0)
@@ -119,7 +125,13 @@ def log_growth(g: Tensor, lengths: Tensor) -> Growth:
 
 
 def growth_series(trace: FamilyTrace, layer: int) -> dict[str, Tensor]:
-    """The log magnitudes g = log|x'| + m a family's summary follows, each (B, T, U)."""
+    """The log magnitudes g = log|x'| + m a family's summary follows, each (B, T, U): sLSTM
+    ``normalizer``; mLSTM ``normalizer`` (of ||n'||), ``memory`` (of ||C'||), ``denominator``; none for minLSTM.
+
+    Example::
+
+        >>> growth_series(slstm_trace, layer=0)["normalizer"].shape     # (B, T, H)
+    """
     if trace.family not in ("slstm", "mlstm"):
         return {}
     m = family_series(trace, "stabilizer", layer)  # (B, T, H) sLSTM, (B, T, NH) mLSTM
