@@ -198,7 +198,7 @@ def test_mlstm_memory_growth_is_the_unstabilised_memorys_and_the_denominator_flo
         a, b = l1.growth[name], l2.growth[name]
         assert (a.first, a.last, a.per_step, a.max) == pytest.approx((b.first, b.last, b.per_step, b.max))
     _, _, trace = stab(x, return_gates=True, lengths=lengths)
-    g = trace.get("denominator").log() + trace.get("stabilizer")
+    g = (trace.get("denominator").log() + trace.get("stabilizer")).detach()
     assert min(float(v) for b, n in enumerate(LENGTHS) for v in g[b, :n].flatten()) >= -1e-12
 
 
@@ -221,6 +221,14 @@ def test_log_growth_by_its_definition() -> None:
     g = torch.tensor([[[0.0], [1.0], [2.0], [9.0]], [[1.0], [0.0], [5.0], [5.0]]], dtype=torch.float64)
     got = log_growth(g, torch.tensor([3, 1]))  # sequence 1 has one step: no slope, but first and last
     assert (got.first, got.last, got.per_step, got.max) == pytest.approx((0.5, 1.5, 1.0, 2.0))
+
+
+def test_an_unbatched_trace_summarises_as_a_batch_of_one() -> None:
+    model = _seeded(lstmkit.MLSTM(3, 8, num_heads=2, dtype=torch.float64), 9)
+    x = torch.randn(6, 3, dtype=torch.float64)
+    one = summarize(model(x, return_gates=True)[2]).to_dict()  # (T, I) input: records without B
+    batch = summarize(model(x.unsqueeze(1), return_gates=True)[2]).to_dict()  # (T, 1, I)
+    assert one == batch and one["sequences"] == 1 and one["lengths"] == [6]
 
 
 # ---------------------------------------------------------------- pictures and inspect
