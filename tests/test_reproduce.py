@@ -70,3 +70,38 @@ def test_bad_flags(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["reproduce", "--only", "nosuch"]) == 2
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "unknown rows ['nosuch']" in err
+
+
+def row_config(args: tuple[str, ...]):
+    """The RunConfig ``lstmkit train ARGS`` would run (nothing trained)."""
+    from lstmkit.cli import build_parser
+    from lstmkit.cli._runargs import build_config, build_task, task_args_from
+
+    ns = build_parser().parse_args(["train", *args])
+    task_args = task_args_from(ns, ns.task)
+    return build_config(ns, ns.task, build_task(ns.task, task_args), task_args)
+
+
+def test_family_rows_build_valid_runs_and_show_the_papers_figures() -> None:
+    rows = {r.key: r for r in _results.FAMILY_ROWS}
+    assert {"parity-lstm", "parity-slstm", "parity-mlstm", "mqar-mlstm", "mqar-lstm"} <= set(rows)
+    assert [k for k in rows if k.startswith("selcopy-minlstm")] == [f"selcopy-minlstm{n}" for n in (1, 2, 3)]
+    for row in _results.FAMILY_ROWS:
+        assert row.paper is None and ("Fig." in row.paper_note or "Table" in row.paper_note), row
+        assert row.seeds == 3 and row.cap_s <= 300
+        config = row_config(row.args)
+        expected_cell = row.args[row.args.index("--cell") + 1] if "--cell" in row.args else "lstm"
+        assert config.model.cell == expected_cell
+    assert row_config(rows["selcopy-minlstm3"].args).model.layers == 3
+    assert row_config(rows["mqar-lstm"].args).task_args["pairs"] == 16
+
+
+def test_markdown_shows_a_papers_figure_and_scaled_accuracy(tmp_path: Path) -> None:
+    run = {"seed": 0, "task": "parity", "sequences_to_criterion": None, "sequences": 640, "wall_seconds": 9.0,
+           "test": {"accuracy": 0.75, "scaled_accuracy": 0.5}, "load_before": 1.0, "load_after": 1.0}  # fmt: skip
+    row = {"label": "parity, mLSTM", "args": ["parity", "--cell", "mlstm"], "paper": None,
+           "paper_note": "fails (Fig. 4)", "runs": [run]}  # fmt: skip
+    machine = {"cpu": "cpu", "cores": 2, "torch": "x", "python": "3"}
+    write({"date": "today", "command": "lstmkit reproduce", "machine": machine, "rows": [row]}, tmp_path)
+    md = (tmp_path / "results.md").read_text()
+    assert "| not met in 640 (0/1 met) |" in md and "accuracy 75.0%, scaled 0.50" in md and "| fails (Fig. 4) |" in md
